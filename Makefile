@@ -1,0 +1,35 @@
+# The two commands a new user needs: `make demo` and `make test`. The rest are for developers.
+PYTHON ?= python3
+STACK := deploy/local/stack.sh
+export STACK_PACS ?= main second
+
+.PHONY: demo test stack stack-down install lint java-test py-test bench
+
+install: ## the Python package with its test extras, apt packages and the HAPI build
+	$(PYTHON) -m pip install -q -e '.[test]'
+	bash $(STACK) install
+
+stack: install ## start HAPI + both Orthanc PACS (idempotent)
+	bash $(STACK) up
+
+stack-down:
+	bash $(STACK) down
+
+lint:
+	ruff check sidecar subscription_handlers tests bench
+	ruff format --check sidecar subscription_handlers tests bench
+
+java-test: ## the operation provider's unit tests (offline after the first build)
+	mvn -B -q -o -f deploy/hapi/pom.xml -pl fetch-imaging-provider test
+
+py-test: ## pytest; the session fixtures bring the stack up when it is not running
+	$(PYTHON) -m pytest -q -ra
+
+test: install lint java-test py-test
+
+demo: install
+	bash deploy/local/demo.sh
+
+bench:
+	$(PYTHON) bench/convert.py
+	$(PYTHON) bench/fetch.py

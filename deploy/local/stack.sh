@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# The local no-Docker stack: HAPI FHIR (our Maven build), one or more Orthanc PACS, and the
+# sidecar, on loopback, each a process with a pid file under $STACK_DATA_DIR/run.
+#
+#   stack.sh up [COMPONENT...]      install what is missing, start, wait until each answers
+#   stack.sh down [COMPONENT...]    stop what this script started, wait until it has exited
+#   stack.sh status                 one line per component
+#   stack.sh logs [COMPONENT]       tail the logs
+#   stack.sh env                    print the settings a client needs (URLs, credentials)
+#   stack.sh install                apt packages + the Maven build, nothing started
+#
+# COMPONENT: hapi | pacs-NAME | sidecar. Default for `up`: hapi and every PACS in $STACK_PACS
+# (default "main"); `sidecar` is started only when named. PACS ports: main 8042, second 8043,
+# other names need STACK_PACS_PORT_<NAME>; the DICOM port is the HTTP port - 3800.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VAR="${STACK_DATA_DIR:-$ROOT/var}"
+RUN="$VAR/run"
+LOGS="$VAR/logs"
+HAPI_PORT="${STACK_HAPI_PORT:-8080}"
+SIDECAR_PORT="${STACK_SIDECAR_PORT:-8090}"
+ORTHANC_USERNAME="${ORTHANC_USERNAME:-orthanc}"
+ORTHANC_PASSWORD="${ORTHANC_PASSWORD:-orthanc}"
+HAPI_JAR="$ROOT/deploy/hapi/server/target/hapi-server.jar"
+PROVIDER_JAR="$ROOT/deploy/hapi/fetch-imaging-provider/target/fetch-imaging-provider.jar"
+HAPI_JAVA_OPTS="${HAPI_JAVA_OPTS:--Xms256m -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
+APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk curl)
+START_TIMEOUT="${STACK_START_TIMEOUT:-300}"
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+mkdir -p "$RUN" "$LOGS"
+
+# --- secrets: the sidecar's shared secret lives only in $VAR (never in the repo) -----------
+secret_file="$VAR/shared-secret"
+if [[ -z "${SIDECAR_SHARED_SECRET:-}" ]]; then
+  [[ -s "$secret_file" ]] || (umask 077; python3 -c 'import secrets;print(secrets.token_urlsafe(32))' >"$secret_file")
+  SIDECAR_SHARED_SECRET="$(cat "$secret_file")"
+fi
+export SIDECAR_SHARED_SECRET
+
+pacs_port() {
+  local name="$1" var="STACK_PACS_PORT_${1^^}"
+  if [[ -n "${!var:-}" ]]; then echo "${!var}"; return; fi
+  case "$name" in
+    main) echo 8042 ;;
+    second) echo 8043 ;;
+    *) die "no port for PACS '$name': set $var" ;;
+  esac
+}
+
+# --- install -------------------------------------------------------------------------------
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return
+  log "installing ${missing[*]}"
+  [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${missing[*]}"
+  apt-get update -q >/dev/null
+  # Debian's orthanc package starts a system service on 8042; policy-rc.d keeps it down.
+  local policy=/usr/sbin/policy-rc.d added_policy=
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >$policy; chmod +x $policy; added_policy=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  [[ -n $added_policy ]] && rm -f $policy
+  return 0
+}
+
+install_hapi() {
+  # Rebuild only when a source or pom is newer than the jars (offline after the first build).
+  if [[ -f "$HAPI_JAR" && -f "$PROVIDER_JAR" ]] &&
+    [[ -z "$(find "$ROOT/deploy/hapi" -path '*/target' -prune -o \( -name '*.java' -o -name 'pom.xml' -o -name '*.yaml' -o -name '*.properties' \) -newer "$HAPI_JAR" -print -quit)" ]]; then
+    return
+  fi
+  log "building HAPI FHIR server and operation provider with Maven (first build downloads ~300 MB)"
+  local offline=()
+  [[ -d "$HOME/.m2/repository/ca/uhn/hapi/fhir/hapi-fhir-jpaserver-base/8.8.0" ]] && offline=(-o)
+  mvn -B -q "${offline[@]}" -f "$ROOT/deploy/hapi/pom.xml" -DskipTests package ||
+    mvn -B -q -f "$ROOT/deploy/hapi/pom.xml" -DskipTests package
+}
+
+install_all() {
+  install_apt
+  install_hapi
+}
+
+# --- process bookkeeping -----------------------------------------------------------------
+pid_of() { # prints the pid if the component's process is alive
+  local f="$RUN/$1.pid"
+  [[ -s "$f" ]] || return 1
+  local pid; pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then echo "$pid"; return 0; fi
+  rm -f "$f"
+  return 1
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_http() { # component url pid [curl auth args...]
+  local comp="$1" url="$2" pid="$3"; shift 3
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until curl -fsS -o /dev/null --max-time 5 "$@" "$url" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$RUN/$comp.pid"
+      tail -n 40 "$LOGS/$comp.log" >&2 || true
+      die "$comp exited during start-up (log: $LOGS/$comp.log)"
+    fi
+    ((SECONDS < deadline)) || die "$comp did not answer $url within ${START_TIMEOUT}s (log: $LOGS/$comp.log)"
+    sleep 1
+  done
+}
+
+spawn() { # component command... ; runs detached in its own session, records the pid
+  local comp="$1"; shift
+  setsid "$@" >>"$LOGS/$comp.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$comp.pid"
+}
+
+stop_component() {
+  local comp="$1" pid
+  pid="$(pid_of "$comp")" || { log "$comp not running"; return 0; }
+  log "stopping $comp (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "$comp did not stop in 60s; killing"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  rm -f "$RUN/$comp.pid"
+}
+
+# --- components ----------------------------------------------------------------------------
+start_hapi() {
+  if pid_of hapi >/dev/null; then log "hapi already running"; return; fi
+  port_busy "$HAPI_PORT" && die "port $HAPI_PORT is taken by a process this script did not start"
+  install_hapi
+  mkdir -p "$VAR/hapi"
+  log "starting HAPI FHIR on 127.0.0.1:$HAPI_PORT"
+  # shellcheck disable=SC2086
+  SERVER_PORT="$HAPI_PORT" HAPI_DATA_DIR="$VAR/hapi" \
+    HAPI_FHIR_CUSTOM_PROVIDER_CLASSES="org.dicomfhir.hapi.FetchImagingProvider" \
+    FETCH_IMAGING_SIDECAR_URL="${FETCH_IMAGING_SIDECAR_URL:-http://127.0.0.1:$SIDECAR_PORT}" \
+    FETCH_IMAGING_SHARED_SECRET="$SIDECAR_SHARED_SECRET" \
+    FETCH_IMAGING_TIMEOUT_SECONDS="${FETCH_IMAGING_TIMEOUT_SECONDS:-60}" \
+    spawn hapi java $HAPI_JAVA_OPTS -Dloader.path="$PROVIDER_JAR" -jar "$HAPI_JAR"
+  wait_http hapi "http://127.0.0.1:$HAPI_PORT/fhir/metadata" "$(cat "$RUN/hapi.pid")"
+}
+
+write_orthanc_config() { # name http_port dicom_port dir
+  python3 - "$ROOT/deploy/orthanc/orthanc.json" "$@" "$ORTHANC_USERNAME" "$ORTHANC_PASSWORD" <<'PY'
+import json, sys
+template, name, http_port, dicom_port, folder, user, password = sys.argv[1:]
+config = json.load(open(template))
+config.update(
+    Name=f"dicom-fhir-sidecar PACS {name}",
+    HttpPort=int(http_port),
+    DicomPort=int(dicom_port),
+    DicomAet=f"PACS_{name.upper()}"[:16],
+    StorageDirectory=f"{folder}/db",
+    IndexDirectory=f"{folder}/db",
+    RegisteredUsers={user: password},
+)
+config["DicomWeb"]["Host"] = f"127.0.0.1:{http_port}"
+with open(f"{folder}/config/orthanc.json", "w") as out:
+    json.dump(config, out, indent=2)
+PY
+}
+
+start_pacs() {
+  local name="$1" comp="pacs-$1" port dicom_port dir
+  if pid_of "$comp" >/dev/null; then log "$comp already running"; return; fi
+  port="$(pacs_port "$name")"; dicom_port=$((port - 3800))
+  port_busy "$port" && die "port $port is taken by a process this script did not start"
+  install_apt
+  dir="$VAR/orthanc-$name"
+  mkdir -p "$dir/config" "$dir/db"
+  (umask 077; write_orthanc_config "$name" "$port" "$dicom_port" "$dir")
+  log "starting Orthanc '$name' on 127.0.0.1:$port (DICOM $dicom_port)"
+  spawn "$comp" Orthanc "$dir/config/"
+  wait_http "$comp" "http://127.0.0.1:$port/system" "$(cat "$RUN/$comp.pid")" -u "$ORTHANC_USERNAME:$ORTHANC_PASSWORD"
+}
+
+start_sidecar() {
+  if pid_of sidecar >/dev/null; then log "sidecar already running"; return; fi
+  port_busy "$SIDECAR_PORT" && die "port $SIDECAR_PORT is taken by a process this script did not start"
+  log "starting the sidecar on 127.0.0.1:$SIDECAR_PORT"
+  local py="${PYTHON:-python3}"
+  (cd "$ROOT" && eval "$(sidecar_env)" && spawn sidecar "$py" -m sidecar.cli serve --bind "127.0.0.1:$SIDECAR_PORT")
+  wait_http sidecar "http://127.0.0.1:$SIDECAR_PORT/livez" "$(cat "$RUN/sidecar.pid")"
+}
+
+sidecar_env() { # the settings a sidecar (or a test) needs to talk to this stack
+  local names=() n
+  for n in $(known_pacs); do names+=("$n"); done
+  echo "export SIDECAR_FHIR_BASE_URL=http://127.0.0.1:$HAPI_PORT/fhir"
+  echo "export SIDECAR_SHARED_SECRET=$SIDECAR_SHARED_SECRET"
+  echo "export SIDECAR_DATA_DIR=$VAR/sidecar"
+  echo "export SIDECAR_PACS=$(IFS=,; echo "${names[*]}")"
+  for n in "${names[@]}"; do
+    local up="${n^^}" port; port="$(pacs_port "$n")"
+    echo "export SIDECAR_PACS_${up}_URL=http://127.0.0.1:$port/dicom-web"
+    echo "export SIDECAR_PACS_${up}_USERNAME=$ORTHANC_USERNAME"
+    echo "export SIDECAR_PACS_${up}_PASSWORD=$ORTHANC_PASSWORD"
+  done
+}
+
+known_pacs() { # PACS named in STACK_PACS, plus any with a pid file
+  local names=(${STACK_PACS:-main}) f
+  for f in "$RUN"/pacs-*.pid; do [[ -e $f ]] && names+=("$(basename "$f" .pid | sed 's/^pacs-//')"); done
+  printf '%s\n' "${names[@]}" | awk '!seen[$0]++'
+}
+
+components_default_up() { echo hapi; for n in ${STACK_PACS:-main}; do echo "pacs-$n"; done; }
+components_running() { for f in "$RUN"/*.pid; do [[ -e $f ]] && basename "$f" .pid; done; }
+
+start_component() {
+  case "$1" in
+    hapi) start_hapi ;;
+    sidecar) start_sidecar ;;
+    pacs-*) start_pacs "${1#pacs-}" ;;
+    *) die "unknown component '$1' (hapi, pacs-NAME, sidecar)" ;;
+  esac
+}
+
+url_of() {
+  case "$1" in
+    hapi) echo "http://127.0.0.1:$HAPI_PORT/fhir" ;;
+    sidecar) echo "http://127.0.0.1:$SIDECAR_PORT" ;;
+    pacs-*) echo "http://127.0.0.1:$(pacs_port "${1#pacs-}")/dicom-web (REST http://127.0.0.1:$(pacs_port "${1#pacs-}"))" ;;
+  esac
+}
+
+cmd="${1:-status}"; shift || true
+case "$cmd" in
+  install) install_all ;;
+  up)
+    comps=("$@"); [[ ${#comps[@]} -gt 0 ]] || mapfile -t comps < <(components_default_up)
+    for c in "${comps[@]}"; do start_component "$c"; done
+    for c in "${comps[@]}"; do printf '%-14s %s\n' "$c" "$(url_of "$c")"; done ;;
+  down)
+    comps=("$@"); [[ ${#comps[@]} -gt 0 ]] || mapfile -t comps < <(components_running)
+    # the sidecar first: it talks to the others
+    for c in "${comps[@]}"; do [[ $c == sidecar ]] && stop_component sidecar; done
+    for c in "${comps[@]}"; do [[ $c == sidecar ]] || stop_component "$c"; done ;;
+  status)
+    for c in hapi $(known_pacs | sed 's/^/pacs-/') sidecar; do
+      if pid="$(pid_of "$c")"; then printf '%-14s running  pid %-7s %s\n' "$c" "$pid" "$(url_of "$c")"
+      else printf '%-14s stopped\n' "$c"; fi
+    done ;;
+  logs) if [[ $# -gt 0 ]]; then tail -n 100 -f "$LOGS/$1.log"; else tail -n 20 "$LOGS"/*.log; fi ;;
+  env) sidecar_env ;;
+  *) die "usage: stack.sh up|down|status|logs|env|install [COMPONENT...]" ;;
+esac

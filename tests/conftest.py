@@ -1,0 +1,170 @@
+"""Session fixtures for tests on the real local stack (deploy/local/stack.sh).
+
+The stack is brought up once per session when it is not already running and left running
+(set STACK_TEARDOWN=1 to stop what the session started). Tests stay independent without a
+JVM restart: FHIR state is cleared per test by `clean_fhir`; PACS content is the fixed,
+idempotently loaded sample roster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
+PACS_NAMES = ("main", "second")
+PACS_PORTS = {"main": 8042, "second": 8043}
+
+
+@dataclass(frozen=True)
+class PacsServer:
+    """One Orthanc instance of the local stack."""
+
+    name: str
+    base_url: str  # Orthanc's own REST API
+    username: str
+    password: str
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.base_url}/dicom-web"
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.username, self.password)
+
+
+@dataclass
+class Stack:
+    """URLs and credentials of the running stack, and control over its PACS."""
+
+    fhir_base: str
+    pacs: dict[str, PacsServer]
+    shared_secret: str
+    data_dir: Path
+    started_here: list[str] = field(default_factory=list)
+
+    def run(self, *args: str) -> str:
+        return stack_sh(*args)
+
+    def stop_pacs(self, name: str) -> None:
+        stack_sh("down", f"pacs-{name}")
+
+    def start_pacs(self, name: str) -> None:
+        stack_sh("up", f"pacs-{name}")
+
+    def env(self) -> dict[str, str]:
+        """The SIDECAR_* settings that point a sidecar at this stack."""
+        out = stack_sh("env")
+        pairs = (line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+        return {key: value for key, value in pairs}
+
+
+def stack_sh(*args: str) -> str:
+    env = {**os.environ, "STACK_PACS": " ".join(PACS_NAMES)}
+    done = subprocess.run(
+        ["bash", str(STACK_SH), *args], env=env, capture_output=True, text=True, timeout=900
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"stack.sh {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+def _running_components() -> set[str]:
+    status = stack_sh("status")
+    return {line.split()[0] for line in status.splitlines() if " running " in line}
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    wanted = ["hapi", *(f"pacs-{name}" for name in PACS_NAMES)]
+    before = _running_components()
+    stack_sh("up", *wanted)
+    data_dir = Path(os.environ.get("STACK_DATA_DIR", ROOT / "var"))
+    username = os.environ.get("ORTHANC_USERNAME", "orthanc")
+    password = os.environ.get("ORTHANC_PASSWORD", "orthanc")
+    secret = os.environ.get("SIDECAR_SHARED_SECRET") or (data_dir / "shared-secret").read_text()
+    running = Stack(
+        fhir_base=f"http://127.0.0.1:{os.environ.get('STACK_HAPI_PORT', '8080')}/fhir",
+        pacs={
+            name: PacsServer(name, f"http://127.0.0.1:{port}", username, password)
+            for name, port in PACS_PORTS.items()
+        },
+        shared_secret=secret.strip(),
+        data_dir=data_dir,
+        started_here=[c for c in wanted if c not in before],
+    )
+    yield running
+    if os.environ.get("STACK_TEARDOWN") == "1" and running.started_here:
+        stack_sh("down", *running.started_here)
+
+
+@pytest.fixture(scope="session")
+def fhir_http(stack: Stack) -> Iterator[requests.Session]:
+    """A pooled HTTP session for direct FHIR calls in tests (JSON in and out)."""
+    with requests.Session() as session:
+        session.headers.update(
+            {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+        )
+        yield session
+
+
+@pytest.fixture(scope="session")
+def sample_data(stack: Stack) -> list:
+    """The fixed sample roster, loaded (idempotently) into PACS "main"."""
+    from sidecar.samples.generator import generate_studies
+    from sidecar.samples.loader import load_into_orthanc
+
+    pacs = stack.pacs["main"]
+    studies, datasets = [], []
+    for study, instances in generate_studies():
+        studies.append(study)
+        datasets.extend(instances)
+    report = load_into_orthanc(datasets, base_url=pacs.base_url, auth=pacs.auth)
+    assert not report.failed, f"sample data failed to load: {report}"
+    return studies
+
+
+CLEARED_TYPES = ("ImagingStudy", "Endpoint", "Patient")
+
+
+def clear_fhir(session: requests.Session, fhir_base: str, types=CLEARED_TYPES) -> int:
+    """Delete every resource of `types` in one transaction per page; returns how many."""
+    deleted = 0
+    for resource_type in types:
+        while True:
+            page = session.get(
+                f"{fhir_base}/{resource_type}", params={"_elements": "id", "_count": 500}
+            )
+            page.raise_for_status()
+            ids = [e["resource"]["id"] for e in page.json().get("entry", [])]
+            if not ids:
+                break
+            bundle = {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {"request": {"method": "DELETE", "url": f"{resource_type}/{i}"}} for i in ids
+                ],
+            }
+            response = session.post(fhir_base, json=bundle)
+            if response.status_code == 409:  # still referenced: clear referrers first
+                clear_fhir(session, fhir_base, types=("ImagingStudy",))
+                response = session.post(fhir_base, json=bundle)
+            response.raise_for_status()
+            deleted += len(ids)
+    return deleted
+
+
+@pytest.fixture
+def clean_fhir(stack: Stack, fhir_http: requests.Session) -> Stack:
+    """Start the test with no ImagingStudy/Endpoint/Patient/Subscription on HAPI."""
+    clear_fhir(fhir_http, stack.fhir_base)
+    return stack
