@@ -1,0 +1,101 @@
+package org.dicomfhir.hapi;
+
+import java.net.URI;
+import java.time.Duration;
+import java.util.function.Function;
+
+/**
+ * Where and how to reach the imaging sidecar. Each value is read from a Java system property,
+ * else from an environment variable, else a default: the same jar must work in our local
+ * server (system properties or env) and in the hapiproject/hapi image (env only).
+ *
+ * @param sidecarUrl           root of the sidecar, its FHIR base is {@code sidecarUrl + "/fhir"}
+ * @param sharedSecret         sent as {@code X-Sidecar-Secret}; null or blank = not sent
+ * @param timeout              connect + response timeout for one forwarded call
+ * @param forwardAuthorization whether the caller's Authorization header goes to the sidecar
+ */
+public record SidecarConfig(URI sidecarUrl, String sharedSecret, Duration timeout, boolean forwardAuthorization) {
+
+	public static final String URL_PROPERTY = "fetch-imaging.sidecar-url";
+	public static final String URL_ENV = "FETCH_IMAGING_SIDECAR_URL";
+	public static final String SECRET_PROPERTY = "fetch-imaging.shared-secret";
+	public static final String SECRET_ENV = "FETCH_IMAGING_SHARED_SECRET";
+	public static final String TIMEOUT_PROPERTY = "fetch-imaging.timeout-seconds";
+	public static final String TIMEOUT_ENV = "FETCH_IMAGING_TIMEOUT_SECONDS";
+	public static final String FORWARD_AUTH_PROPERTY = "fetch-imaging.forward-authorization";
+	public static final String FORWARD_AUTH_ENV = "FETCH_IMAGING_FORWARD_AUTHORIZATION";
+
+	public static final String DEFAULT_URL = "http://127.0.0.1:8090";
+	public static final long DEFAULT_TIMEOUT_SECONDS = 60;
+
+	public SidecarConfig {
+		if (sidecarUrl == null || sidecarUrl.getScheme() == null || sidecarUrl.getHost() == null) {
+			throw new IllegalArgumentException("sidecar URL must be absolute, e.g. " + DEFAULT_URL);
+		}
+		if (timeout == null || timeout.isNegative() || timeout.isZero()) {
+			throw new IllegalArgumentException("timeout must be positive");
+		}
+	}
+
+	/** Reads the configuration of the running JVM (system properties, then environment). */
+	public static SidecarConfig fromEnvironment() {
+		return from(System::getProperty, System::getenv);
+	}
+
+	/** Same as {@link #fromEnvironment()} with the two lookups injected, for tests. */
+	public static SidecarConfig from(Function<String, String> systemProperties, Function<String, String> environment) {
+		String url = lookup(systemProperties, environment, URL_PROPERTY, URL_ENV, DEFAULT_URL);
+		String secret = lookup(systemProperties, environment, SECRET_PROPERTY, SECRET_ENV, null);
+		String timeout = lookup(
+				systemProperties, environment, TIMEOUT_PROPERTY, TIMEOUT_ENV, Long.toString(DEFAULT_TIMEOUT_SECONDS));
+		String forwardAuth = lookup(systemProperties, environment, FORWARD_AUTH_PROPERTY, FORWARD_AUTH_ENV, "false");
+		return new SidecarConfig(
+				URI.create(stripTrailingSlashes(url.trim())),
+				secret,
+				Duration.ofMillis(Math.round(Double.parseDouble(timeout.trim()) * 1000)),
+				Boolean.parseBoolean(forwardAuth.trim()));
+	}
+
+	/** The sidecar's FHIR base, to which request paths such as {@code Patient/1/$fetch-imaging} are relative. */
+	public String fhirBase() {
+		return sidecarUrl + "/fhir";
+	}
+
+	/** scheme://host:port of the sidecar: safe to show in an error (no user info, no path). */
+	public String displayAddress() {
+		int port = sidecarUrl.getPort();
+		return sidecarUrl.getScheme() + "://" + sidecarUrl.getHost() + (port == -1 ? "" : ":" + port);
+	}
+
+	public boolean hasSharedSecret() {
+		return sharedSecret != null && !sharedSecret.isBlank();
+	}
+
+	@Override
+	public String toString() {
+		// never print the secret
+		return "SidecarConfig[sidecarUrl=" + displayAddress() + ", sharedSecret=" + (hasSharedSecret() ? "***" : "none")
+				+ ", timeout=" + timeout + ", forwardAuthorization=" + forwardAuthorization + "]";
+	}
+
+	private static String lookup(
+			Function<String, String> systemProperties,
+			Function<String, String> environment,
+			String property,
+			String env,
+			String defaultValue) {
+		String value = systemProperties.apply(property);
+		if (value == null || value.isBlank()) {
+			value = environment.apply(env);
+		}
+		return value == null || value.isBlank() ? defaultValue : value;
+	}
+
+	private static String stripTrailingSlashes(String url) {
+		String result = url;
+		while (result.endsWith("/")) {
+			result = result.substring(0, result.length() - 1);
+		}
+		return result;
+	}
+}

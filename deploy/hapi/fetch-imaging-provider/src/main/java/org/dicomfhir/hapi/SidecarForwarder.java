@@ -1,0 +1,174 @@
+package org.dicomfhir.hapi;
+
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.net.http.HttpTimeoutException;
+import java.nio.charset.StandardCharsets;
+import java.util.Locale;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * Relays one $fetch-imaging call to the sidecar and returns what the sidecar answered, or an
+ * OperationOutcome when it could not be asked. No servlet types here, so it is unit-testable
+ * against a plain loopback HTTP server.
+ */
+public final class SidecarForwarder {
+
+	public static final String SECRET_HEADER = "X-Sidecar-Secret";
+	public static final String REQUEST_ID_HEADER = "X-Request-Id";
+	public static final String FHIR_JSON = "application/fhir+json";
+
+	private final SidecarConfig config;
+	private final HttpClient client;
+
+	public SidecarForwarder(SidecarConfig config) {
+		this(config, newClient(config));
+	}
+
+	public SidecarForwarder(SidecarConfig config, HttpClient client) {
+		this.config = config;
+		this.client = client;
+	}
+
+	public SidecarConfig config() {
+		return config;
+	}
+
+	/** One HTTP/1.1 client per forwarder: the sidecar is a plain HTTP/1.1 service (no h2c upgrade). */
+	public static HttpClient newClient(SidecarConfig config) {
+		return HttpClient.newBuilder()
+				.version(HttpClient.Version.HTTP_1_1)
+				.connectTimeout(config.timeout())
+				.followRedirects(HttpClient.Redirect.NEVER)
+				.build();
+	}
+
+	/** What came in on the HAPI side, reduced to what the sidecar needs. */
+	public record Call(
+			String method,
+			String relativePath,
+			String rawQuery,
+			byte[] body,
+			String contentType,
+			String accept,
+			String authorization,
+			String requestId) {}
+
+	/** What goes back to the HAPI caller unchanged. */
+	public record Reply(int status, String contentType, byte[] body) {
+		public String bodyAsString() {
+			return new String(body, StandardCharsets.UTF_8);
+		}
+	}
+
+	public Reply forward(Call call) {
+		HttpRequest request = toSidecarRequest(call);
+		CompletableFuture<HttpResponse<byte[]>> pending =
+				client.sendAsync(request, HttpResponse.BodyHandlers.ofByteArray());
+		try {
+			// the request timeout only covers the response headers: bound the body too
+			HttpResponse<byte[]> response = pending.get(config.timeout().toMillis() + 250, TimeUnit.MILLISECONDS);
+			String contentType = response.headers().firstValue("Content-Type").orElse(null);
+			return new Reply(response.statusCode(), contentType, response.body());
+		} catch (TimeoutException e) {
+			pending.cancel(true);
+			return timedOut();
+		} catch (ExecutionException e) {
+			Throwable cause = e.getCause();
+			if (cause instanceof HttpTimeoutException) {
+				return timedOut();
+			}
+			// ConnectException (refused), other IOExceptions (reset, bad peer): same answer to the caller
+			return unreachable();
+		} catch (InterruptedException e) {
+			pending.cancel(true);
+			Thread.currentThread().interrupt();
+			return unreachable();
+		}
+	}
+
+	HttpRequest toSidecarRequest(Call call) {
+		String path = call.relativePath().startsWith("/") ? call.relativePath().substring(1) : call.relativePath();
+		String url = config.fhirBase() + "/" + path;
+		if (call.rawQuery() != null && !call.rawQuery().isEmpty()) {
+			url += "?" + call.rawQuery();
+		}
+		byte[] body = call.body() == null ? new byte[0] : call.body();
+		// a GET carries no body; a POST keeps its body (possibly empty: Content-Length 0)
+		HttpRequest.BodyPublisher publisher = "GET".equalsIgnoreCase(call.method()) && body.length == 0
+				? HttpRequest.BodyPublishers.noBody()
+				: HttpRequest.BodyPublishers.ofByteArray(body);
+		HttpRequest.Builder builder = HttpRequest.newBuilder(URI.create(url))
+				.timeout(config.timeout())
+				.method(call.method().toUpperCase(Locale.ROOT), publisher);
+		setIfPresent(builder, "Content-Type", call.contentType());
+		setIfPresent(builder, "Accept", call.accept());
+		setIfPresent(builder, REQUEST_ID_HEADER, call.requestId());
+		if (config.forwardAuthorization()) {
+			setIfPresent(builder, "Authorization", call.authorization());
+		}
+		if (config.hasSharedSecret()) {
+			builder.header(SECRET_HEADER, config.sharedSecret());
+		}
+		return builder.build();
+	}
+
+	private Reply unreachable() {
+		return new Reply(
+				502,
+				FHIR_JSON,
+				operationOutcome(
+						"transient",
+						"The imaging sidecar could not be reached at " + config.displayAddress()
+								+ "; is it running?"));
+	}
+
+	private Reply timedOut() {
+		return new Reply(
+				504,
+				FHIR_JSON,
+				operationOutcome(
+						"timeout",
+						"The imaging sidecar at " + config.displayAddress() + " did not answer within "
+								+ config.timeout().toMillis() / 1000.0 + " s"));
+	}
+
+	/** A minimal OperationOutcome, written by hand so the error path needs no FhirContext. */
+	static byte[] operationOutcome(String code, String diagnostics) {
+		String json = "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\"code\":\""
+				+ code + "\",\"diagnostics\":\"" + jsonEscape(diagnostics) + "\"}]}";
+		return json.getBytes(StandardCharsets.UTF_8);
+	}
+
+	private static String jsonEscape(String text) {
+		StringBuilder out = new StringBuilder(text.length());
+		for (char c : text.toCharArray()) {
+			switch (c) {
+				case '"' -> out.append("\\\"");
+				case '\\' -> out.append("\\\\");
+				case '\n' -> out.append("\\n");
+				case '\r' -> out.append("\\r");
+				case '\t' -> out.append("\\t");
+				default -> {
+					if (c < 0x20) {
+						out.append(String.format("\\u%04x", (int) c));
+					} else {
+						out.append(c);
+					}
+				}
+			}
+		}
+		return out.toString();
+	}
+
+	private static void setIfPresent(HttpRequest.Builder builder, String name, String value) {
+		if (value != null && !value.isBlank()) {
+			builder.header(name, value);
+		}
+	}
+}

@@ -1,0 +1,42 @@
+package org.dicomfhir.hapi;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class SidecarConfigTest {
+
+	@Test
+	void defaultsWhenNothingIsSet() {
+		SidecarConfig config = SidecarConfig.from(k -> null, k -> null);
+
+		assertEquals("http://127.0.0.1:8090/fhir", config.fhirBase());
+		assertNull(config.sharedSecret());
+		assertEquals(Duration.ofSeconds(60), config.timeout());
+		assertFalse(config.forwardAuthorization());
+	}
+
+	@Test
+	void systemPropertyWinsOverEnvironment() {
+		Map<String, String> props = Map.of(
+				"fetch-imaging.sidecar-url", "http://sidecar:9000/",
+				"fetch-imaging.timeout-seconds", "2.5");
+		Map<String, String> env = Map.of(
+				"FETCH_IMAGING_SIDECAR_URL", "http://ignored:1",
+				"FETCH_IMAGING_SHARED_SECRET", "from-env",
+				"FETCH_IMAGING_FORWARD_AUTHORIZATION", "true");
+
+		SidecarConfig config = SidecarConfig.from(props::get, env::get);
+
+		assertEquals("http://sidecar:9000/fhir", config.fhirBase());
+		assertEquals("from-env", config.sharedSecret());
+		assertEquals(Duration.ofMillis(2500), config.timeout());
+		assertTrue(config.forwardAuthorization());
+		assertFalse(config.toString().contains("from-env"), "the secret must not be printed");
+	}
+}

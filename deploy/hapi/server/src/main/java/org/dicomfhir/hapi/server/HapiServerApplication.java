@@ -1,0 +1,41 @@
+package org.dicomfhir.hapi.server;
+
+import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
+import ca.uhn.fhir.jpa.batch2.JpaBatch2Config;
+import ca.uhn.fhir.jpa.config.HapiJpaConfig;
+import ca.uhn.fhir.jpa.config.r4.JpaR4Config;
+import org.springframework.boot.SpringApplication;
+import org.springframework.boot.autoconfigure.SpringBootApplication;
+import org.springframework.boot.autoconfigure.quartz.QuartzAutoConfiguration;
+import org.springframework.boot.autoconfigure.thymeleaf.ThymeleafAutoConfiguration;
+import org.springframework.boot.context.properties.EnableConfigurationProperties;
+import org.springframework.context.annotation.Import;
+
+/**
+ * A small HAPI FHIR JPA server (R4 only) for local runs and tests of dicom-fhir-sidecar.
+ *
+ * <p>HAPI's starter project is a war, not a library, so we wire the published HAPI modules
+ * ourselves: HAPI's own configuration classes provide the DAOs, search, batch jobs and
+ * subscriptions; our three config classes add what HAPI expects the application to decide
+ * (storage, subscriptions, the REST servlet).
+ */
+@SpringBootApplication(
+		// Thymeleaf (narratives) and Quartz (HAPI schedules its own jobs) arrive with HAPI's
+		// dependencies; Boot must not configure them as if they were ours.
+		exclude = {ThymeleafAutoConfiguration.class, QuartzAutoConfiguration.class})
+@EnableConfigurationProperties(HapiProperties.class)
+@Import({
+	JpaR4Config.class, // FhirContext R4, DAOs, resource providers, system provider
+	HapiJpaConfig.class, // fulltext stubs, paging provider, resource counts (hibernate search stays off)
+	JpaBatch2Config.class, // batch2 job coordinator: $reindex after SearchParameter changes, $expunge, ...
+	Batch2JobsConfig.class, // ... and the job definitions themselves
+	StorageConfig.class,
+	SubscriptionConfig.class,
+	FhirServerConfig.class
+})
+public class HapiServerApplication {
+
+	public static void main(String[] args) {
+		SpringApplication.run(HapiServerApplication.class, args);
+	}
+}

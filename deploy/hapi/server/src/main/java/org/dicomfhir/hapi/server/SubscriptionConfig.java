@@ -1,0 +1,43 @@
+package org.dicomfhir.hapi.server;
+
+import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
+import ca.uhn.fhir.jpa.subscription.channel.config.SubscriptionChannelConfig;
+import ca.uhn.fhir.jpa.subscription.match.config.SubscriptionProcessorConfig;
+import ca.uhn.fhir.jpa.subscription.match.deliver.email.IEmailSender;
+import ca.uhn.fhir.jpa.subscription.submit.config.SubscriptionSubmitterConfig;
+import org.hl7.fhir.dstu2.model.Subscription.SubscriptionChannelType;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+import org.springframework.context.annotation.Import;
+
+/**
+ * Criteria-based REST-hook Subscriptions, matched and delivered inside this JVM.
+ *
+ * <p>The submitter puts each resource change on a channel, the processor matches it against active
+ * Subscriptions and delivers it. SubscriptionChannelConfig makes those channels in-memory queues
+ * (no broker). The sidecar registers e.g. {@code Patient?} with payload application/fhir+json and
+ * receives {@code PUT {endpoint}/Patient/{id}}; with the subscription-send-delete-messages
+ * extension also {@code DELETE {endpoint}/Patient/{id}}.
+ */
+@Configuration
+@Import({SubscriptionSubmitterConfig.class, SubscriptionProcessorConfig.class, SubscriptionChannelConfig.class})
+public class SubscriptionConfig {
+
+	@Bean
+	public SubscriptionSettings subscriptionSettings(HapiProperties properties) {
+		SubscriptionSettings settings = new SubscriptionSettings();
+		if (properties.getSubscription().isResthookEnabled()) {
+			// without a supported type HAPI never activates a Subscription (it stays "requested")
+			settings.addSupportedSubscriptionType(SubscriptionChannelType.RESTHOOK);
+		}
+		return settings;
+	}
+
+	/** Delivery wires an e-mail sender for every channel type; we send no e-mail. */
+	@Bean
+	public IEmailSender emailSender() {
+		return email -> {
+			throw new UnsupportedOperationException("e-mail subscriptions are not supported by this server");
+		};
+	}
+}
