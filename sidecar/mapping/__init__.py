@@ -1,0 +1,40 @@
+"""Pure DICOM -> FHIR R4 mapping core: no network, no settings, no logging.
+
+Public API (other modules code against these names)::
+
+    Detail, MappingResult, map_studies, imaging_study_id, study_identifier,
+    build_endpoint, build_patient, patient_key, validate_r4
+
+The rules are those of docs/dicom-fhir-mapping.md; each module cites the DICOM tags it
+reads.
+"""
+
+from .endpoint import build_endpoint
+from .extract import Facts, extract
+from .imaging_study import (
+    Detail,
+    MappingResult,
+    StudyAssembler,
+    imaging_study_id,
+    map_studies,
+    study_identifier,
+)
+from .outcome import operation_outcome
+from .patient import build_patient, patient_key
+from .validation import validate_r4
+
+__all__ = [
+    "Detail",
+    "Facts",
+    "MappingResult",
+    "StudyAssembler",
+    "build_endpoint",
+    "build_patient",
+    "extract",
+    "imaging_study_id",
+    "map_studies",
+    "operation_outcome",
+    "patient_key",
+    "study_identifier",
+    "validate_r4",
+]

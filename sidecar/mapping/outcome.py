@@ -1,0 +1,51 @@
+"""OperationOutcome issues for data the mapping skipped or could not use.
+
+Diagnostics name the DICOM UID(s) and the tag, never a value that could be a patient
+name or other demographic: invalid values themselves are not echoed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .tags import tag_str
+
+#: Issue type codes (http://hl7.org/fhir/issue-type) used here.
+INVALID = "invalid"
+REQUIRED = "required"
+STRUCTURE = "structure"
+CONFLICT = "conflict"
+NOT_SUPPORTED = "not-supported"
+
+#: An issue before rendering: (code, diagnostics). Tuples dedupe and sort cheaply.
+Issue = tuple[str, str]
+
+
+def where(study_uid: str | None, series_uid: str | None = None, sop_uid: str | None = None) -> str:
+    """A locator such as ``study 1.2 series 1.2.3 instance 1.2.3.4`` for diagnostics."""
+    parts = []
+    if study_uid:
+        parts.append(f"study {study_uid}")
+    if series_uid:
+        parts.append(f"series {series_uid}")
+    if sop_uid:
+        parts.append(f"instance {sop_uid}")
+    return " ".join(parts) or "record without UIDs"
+
+
+def issue(code: str, locator: str, tag: int, what: str) -> Issue:
+    """An issue like ``study 1.2: invalid StudyDate (0008,0020) ignored``."""
+    return code, f"{locator}: {what} {tag_str(tag)}"
+
+
+def to_fhir(issue_: Issue) -> dict[str, Any]:
+    """Render as an R4 OperationOutcome.issue (severity warning)."""
+    code, diagnostics = issue_
+    return {"severity": "warning", "code": code, "diagnostics": diagnostics}
+
+
+def operation_outcome(issues: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wrap issue dicts in an OperationOutcome (R4 requires at least one issue)."""
+    if not issues:
+        issues = [{"severity": "information", "code": "informational", "diagnostics": "ok"}]
+    return {"resourceType": "OperationOutcome", "issue": issues}

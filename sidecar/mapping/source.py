@@ -1,0 +1,160 @@
+"""A small read-only accessor over a DICOM record, whatever its form.
+
+Two forms are supported without converting one into the other:
+
+* a DICOM JSON object (PS3.18 Annex F.2), as QIDO-RS rows and WADO-RS metadata return it:
+  ``{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}, ...}``; PN values are objects
+  ``{"Alphabetic": ..., "Ideographic": ..., "Phonetic": ...}`` (F.2.2);
+* a :class:`pydicom.dataset.Dataset`, read lazily: only the elements asked for are
+  decoded (character sets per (0008,0005) are applied by pydicom).
+
+Values come back as plain Python objects: ``str`` for text (PN as ``"alpha=ideo=phon"``),
+``int``/``float`` for numbers, and records for sequence items. Nothing here validates; the
+parsers in :mod:`sidecar.mapping.values` do, so both forms share one set of rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.valuerep import PersonName
+
+from .tags import json_key
+
+
+@runtime_checkable
+class DicomRecord(Protocol):
+    """What the mapping needs from a record: values, VR and sequence items by tag."""
+
+    def values(self, tag: int) -> list[Any] | None:
+        """All values of *tag*: None if absent, [] if present but empty."""
+
+    def vr(self, tag: int) -> str | None:
+        """The VR the record declares for *tag*, if any."""
+
+    def items(self, tag: int) -> list[DicomRecord]:
+        """Sequence items of *tag* ([] if absent, empty, or not a sequence)."""
+
+
+def _pn_json_to_str(value: Mapping[str, Any]) -> str:
+    groups = [value.get(k) for k in ("Alphabetic", "Ideographic", "Phonetic")]
+    texts = [g if isinstance(g, str) else "" for g in groups]
+    while texts and not texts[-1]:
+        texts.pop()
+    return "=".join(texts)
+
+
+class JsonRecord:
+    """:class:`DicomRecord` over a DICOM JSON object (PS3.18 F.2)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def _element(self, tag: int) -> Any:
+        return self._data.get(json_key(tag))
+
+    def values(self, tag: int) -> list[Any] | None:
+        element = self._element(tag)
+        if element is None:
+            return None
+        if not isinstance(element, Mapping):
+            return [element]  # malformed; the value parsers will reject it
+        value = element.get("Value")
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            value = [value]
+        if element.get("vr") == "PN":
+            return [_pn_json_to_str(v) if isinstance(v, Mapping) else v for v in value]
+        return value
+
+    def vr(self, tag: int) -> str | None:
+        element = self._element(tag)
+        if isinstance(element, Mapping):
+            vr = element.get("vr")
+            return vr if isinstance(vr, str) else None
+        return None
+
+    def items(self, tag: int) -> list[DicomRecord]:
+        values = self.values(tag)
+        if not values:
+            return []
+        return [JsonRecord(v) for v in values if isinstance(v, Mapping)]
+
+
+def _raw_values(raw: Any) -> list[Any]:
+    """Fallback for an element pydicom could not convert: its bytes as latin-1 text."""
+    value = getattr(raw, "value", None)
+    if value is None:
+        return []
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("latin-1").strip(" \x00")
+        return text.split("\\") if text else []
+    return [value]
+
+
+class DatasetRecord:
+    """:class:`DicomRecord` over a pydicom Dataset (no conversion to JSON)."""
+
+    __slots__ = ("_ds",)
+
+    def __init__(self, ds: Dataset) -> None:
+        self._ds = ds
+
+    def values(self, tag: int) -> list[Any] | None:
+        ds = self._ds
+        try:
+            element = ds[tag]
+        except KeyError:
+            return None
+        except Exception:  # invalid bytes for the VR (e.g. IS "abc"), bad charset
+            try:
+                return _raw_values(ds.get_item(tag))
+            except Exception:
+                return [object()]
+        value = element.value
+        if value is None or value == "" or value == b"":
+            return []
+        values = list(value) if isinstance(value, MultiValue | Sequence | list) else [value]
+        out: list[Any] = []
+        for v in values:
+            if isinstance(v, PersonName):
+                out.append(str(v))
+            elif isinstance(v, bytes | bytearray):  # UN/OB where text was expected
+                out.extend(_raw_values(element))
+                break
+            else:
+                out.append(v)
+        return out
+
+    def vr(self, tag: int) -> str | None:
+        try:
+            return self._ds[tag].VR
+        except Exception:
+            return None
+
+    def items(self, tag: int) -> list[DicomRecord]:
+        try:
+            value = self._ds[tag].value
+        except Exception:
+            return []
+        if not isinstance(value, Sequence | list):
+            return []
+        return [DatasetRecord(item) for item in value if isinstance(item, Dataset)]
+
+
+def as_record(obj: Any) -> DicomRecord | None:
+    """Wrap a DICOM JSON mapping or a pydicom Dataset; None for anything else."""
+    if isinstance(obj, Dataset):
+        return DatasetRecord(obj)
+    if isinstance(obj, JsonRecord | DatasetRecord):
+        return obj
+    if isinstance(obj, Mapping):
+        return JsonRecord(obj)
+    return None
