@@ -1,0 +1,502 @@
+"""The one use case: fetch a Patient's imaging from the PACS into FHIR.
+
+Called by the ``$fetch-imaging`` operation, the subscription worker and the CLI alike:
+
+    fetch = build_fetch_imaging(settings)
+    result = fetch(FetchRequest(patient_id="123"))          # or identifier=(system, value)
+    bundle = result.bundle(settings.fhir_base_url)
+
+Steps: resolve the Patient; derive one QIDO query per (PACS, mappable identifier); query
+every PACS (study level, then one series/instance query per study, bounded concurrency)
+while the stored ImagingStudies/Endpoints are read; map; compare with what is stored; write
+what changed in ONE transaction (client-assigned ids, If-Match on updates); answer.
+Status rules for studies that left the patient: docs/fetch-imaging.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from sidecar import qido
+from sidecar.fhir_store import FhirStore, Resource
+from sidecar.mapping import Detail, build_endpoint, imaging_study_id, map_studies
+from sidecar.outcome import FetchError, FhirConflict, NotMappable, issue, operation_outcome
+from sidecar.pacs import PacsClient, Record
+from sidecar.settings import PacsSettings, Settings
+
+log = logging.getLogger(__name__)
+
+FETCHES = Counter("sidecar_fetch_total", "Fetches by outcome", ["outcome"])
+FETCH_SECONDS = Histogram("sidecar_fetch_seconds", "Wall time of a fetch", ["outcome"])
+STUDIES = Counter("sidecar_fetch_studies_total", "Studies per write decision", ["action"])
+DROPPED = Counter("sidecar_isolation_dropped_total", "PACS records dropped by exact checks")
+
+WRITE_ATTEMPTS = 3
+ACTIVE_STATUSES = ("available", "registered")
+#: Status of a study this patient had that the PACS now files under another patient.
+STATUS_REFILED = "entered-in-error"
+#: Status of a study this patient had that no configured PACS holds any more.
+STATUS_GONE = "unknown"
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """What to fetch. Exactly one of ``patient_id`` / ``identifier`` (system may be None)."""
+
+    patient_id: str | None = None
+    identifier: tuple[str | None, str] | None = None
+    modalities: frozenset[str] = frozenset()
+    study_date_ge: date | None = None
+    study_date_le: date | None = None
+    accession: str | None = None
+    study_instance_uid: str | None = None
+    detail: Detail = Detail.INSTANCE
+    persist: bool = True
+
+    @property
+    def criteria(self) -> qido.StudyCriteria:
+        return qido.StudyCriteria(
+            modalities=self.modalities,
+            study_date_ge=self.study_date_ge,
+            study_date_le=self.study_date_le,
+            accession=self.accession,
+            study_instance_uid=self.study_instance_uid,
+        )
+
+
+@dataclass(frozen=True)
+class PatientKey:
+    """One QIDO patient query: this PACS, this PatientID (+ issuer), from this identifier."""
+
+    pacs: str
+    system: str | None
+    patient_id: str
+    issuer: str | None
+
+
+@dataclass
+class FetchResult:
+    """The stored (or, with persist=false, mapped) ImagingStudies and their Endpoints."""
+
+    patient: Resource
+    studies: list[Resource]
+    endpoints: list[Resource]
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    withdrawn: list[Resource] = field(default_factory=list)
+    persisted: bool = True
+
+    def bundle(self, base_url: str) -> dict[str, Any]:
+        """A searchset Bundle: studies (match), their Endpoints (include), warnings (outcome)."""
+        base = base_url.rstrip("/")
+
+        def entry(resource: Resource, mode: str) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            if resource.get("id"):
+                out["fullUrl"] = f"{base}/{resource['resourceType']}/{resource['id']}"
+            out["resource"] = resource
+            out["search"] = {"mode": mode}
+            return out
+
+        entries = [entry(s, "match") for s in self.studies]
+        entries += [entry(e, "include") for e in self.endpoints]
+        if self.issues:
+            entries.append(entry(operation_outcome(self.issues), "outcome"))
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(self.studies),
+            "entry": entries,
+        }
+
+
+class FetchImaging:
+    """The use case. Thread-safe: one instance serves every request of a process."""
+
+    def __init__(self, settings: Settings, fhir: FhirStore, pacs: dict[str, PacsClient]) -> None:
+        self.settings = settings
+        self.fhir = fhir
+        self.pacs = pacs
+        self._pool = ThreadPoolExecutor(len(pacs) + 4, thread_name_prefix="fetch")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.fhir.close()
+        for client in self.pacs.values():
+            client.close()
+
+    # -- the worker's cheap relevance check ---------------------------------------------
+
+    def mappable_identifiers(self, patient: Resource) -> list[PatientKey]:
+        """The PACS queries this Patient resource implies (no I/O). A Patient update is
+        relevant to imaging when this list changes; values the PACS could misread are left
+        out (``refused_identifiers`` says why)."""
+        return self._patient_keys(patient)[0]
+
+    def refused_identifiers(self, patient: Resource) -> list[str]:
+        return self._patient_keys(patient)[1]
+
+    def _patient_keys(self, patient: Resource) -> tuple[list[PatientKey], list[str]]:
+        keys: list[PatientKey] = []
+        refused: list[str] = []
+        for ident in patient.get("identifier") or []:
+            if ident.get("use") == "old" or (ident.get("period") or {}).get("end"):
+                continue  # a retired identifier must not pull another patient's studies
+            system, value = ident.get("system"), ident.get("value")
+            for pacs in self.settings.pacs:
+                mapping = pacs.mapping_for(system)
+                if mapping is None:
+                    continue
+                try:
+                    patient_id = qido.check_match_value(value, what=f"identifier ({system})")
+                    if mapping.issuer is not None:
+                        qido.check_match_value(mapping.issuer, what="issuer")
+                except qido.RefusedValue as exc:
+                    refused.append(str(exc))
+                    continue
+                key = PatientKey(pacs.name, system, patient_id, mapping.issuer)
+                if key not in keys:
+                    keys.append(key)
+        return keys, list(dict.fromkeys(refused))
+
+    # -- the use case ----------------------------------------------------------------------
+
+    def __call__(self, request: FetchRequest) -> FetchResult:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self._fetch(request)
+            outcome = "ok"
+            return result
+        except FetchError as exc:
+            outcome = str(exc.status)
+            raise
+        finally:
+            FETCHES.labels(outcome).inc()
+            FETCH_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+
+    def _fetch(self, request: FetchRequest) -> FetchResult:
+        patient = self._resolve_patient(request)
+        patient_id = patient["id"]
+        keys, refused = self._patient_keys(patient)
+        if not keys:
+            systems = sorted({m.system for p in self.settings.pacs for m in p.patient_identifiers})
+            reason = "; ".join(refused) or (
+                "the Patient has no identifier of a system mapped to a PACS "
+                f"(mapped systems: {', '.join(systems) or 'none configured'})"
+            )
+            raise NotMappable(f"Patient/{patient_id}: no identifier can be queried: {reason}")
+        issues = [issue("warning", "processing", f"identifier skipped: {r}") for r in refused]
+
+        pacs_names = list(dict.fromkeys(k.pacs for k in keys))
+        endpoint_ids = [self.settings.pacs_by_name(n).endpoint_id for n in pacs_names]
+        stored_future = (
+            self._pool.submit(self._read_stored, patient_id, endpoint_ids)
+            if request.persist
+            else None
+        )
+        found = self._query_all(pacs_names, keys, request)
+        dropped = sum(d for _, d in found.values())
+        if dropped:
+            DROPPED.inc(dropped)
+            issues.append(
+                issue(
+                    "information",
+                    "informational",
+                    f"{dropped} PACS record(s) that were not exactly this patient's "
+                    "(PatientID case, issuer or criteria) were left out",
+                )
+            )
+
+        studies, endpoints = self._map(patient_id, found, request, issues)
+        if not request.persist:
+            return FetchResult(patient, studies, endpoints, issues, persisted=False)
+        assert stored_future is not None
+        stored = stored_future.result()
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self._write(patient, keys, studies, endpoints, stored, request, issues)
+            except FhirConflict:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.info("write conflict, re-reading", extra={"patient_id": patient_id})
+                stored = self._read_stored(patient_id, endpoint_ids)
+        raise AssertionError("unreachable")
+
+    def _resolve_patient(self, request: FetchRequest) -> Resource:
+        from sidecar.outcome import AmbiguousPatient, BadRequest, PatientNotFound
+
+        if (request.patient_id is None) == (request.identifier is None):
+            raise BadRequest("give exactly one of a Patient id or an identifier")
+        if request.patient_id is not None:
+            return self.fhir.read_patient(request.patient_id)
+        system, value = request.identifier  # type: ignore[misc]
+        matches = self.fhir.find_patients(system, value)
+        token = f"{system}|{value}" if system else value
+        if not matches:
+            raise PatientNotFound(f"no Patient has identifier {token}")
+        if len(matches) > 1:
+            raise AmbiguousPatient(f"more than one Patient has identifier {token}")
+        return matches[0]
+
+    def _read_stored(self, patient_id: str, endpoint_ids: list[str]) -> dict[str, Resource]:
+        stored = {("ImagingStudy", k): v for k, v in self.fhir.studies_of(patient_id).items()}
+        endpoints = self.fhir.read_many("Endpoint", endpoint_ids)
+        stored.update({("Endpoint", k): v for k, v in endpoints.items()})
+        return stored  # type: ignore[return-value]
+
+    def _query_all(
+        self, pacs_names: list[str], keys: list[PatientKey], request: FetchRequest
+    ) -> dict[str, tuple[list[Record], int]]:
+        """Per PACS: the records (study + series/instance level) and how many were dropped."""
+        futures: dict[str, Future] = {
+            name: self._pool.submit(
+                self._query_pacs, self.pacs[name], [k for k in keys if k.pacs == name], request
+            )
+            for name in pacs_names
+        }
+        try:
+            return {name: future.result() for name, future in futures.items()}
+        finally:
+            for future in futures.values():
+                future.cancel()
+
+    def _query_pacs(
+        self, client: PacsClient, keys: list[PatientKey], request: FetchRequest
+    ) -> tuple[list[Record], int]:
+        by_uid: dict[str, Record] = {}
+        dropped = 0
+        for key in keys:
+            found = client.search_patient_studies(key.patient_id, key.issuer, request.criteria)
+            dropped += found.dropped
+            for record in found.records:
+                by_uid.setdefault(qido.first_value(record, qido.STUDY_INSTANCE_UID), record)
+        records = list(by_uid.values())
+        level = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}.get(request.detail)
+        if level:
+            for contents in client.study_contents(by_uid, level).values():
+                records.extend(contents)
+        log.info(
+            "queried PACS",
+            extra={"pacs": client.name, "study_uids": sorted(by_uid), "dropped": dropped},
+        )
+        return records, dropped
+
+    def _map(
+        self,
+        patient_id: str,
+        found: dict[str, tuple[list[Record], int]],
+        request: FetchRequest,
+        issues: list[dict[str, Any]],
+    ) -> tuple[list[Resource], list[Resource]]:
+        studies: dict[str, Resource] = {}
+        endpoints: list[Resource] = []
+        subject = {"reference": f"Patient/{patient_id}"}
+        for name, (records, _) in found.items():
+            pacs = self.settings.pacs_by_name(name)
+            if not records:
+                continue
+            endpoint_ref = {"reference": f"Endpoint/{pacs.endpoint_id}"}
+            mapped = map_studies(
+                records,
+                subject=subject,
+                endpoint=endpoint_ref,
+                timezone=pacs.timezone,
+                accession_system=pacs.accession_system,
+                detail=request.detail,
+            )
+            issues.extend(mapped.issues)
+            for study in mapped.studies:
+                if study["id"] in studies:  # the same study in two PACS: one resource
+                    refs = studies[study["id"]].setdefault("endpoint", [])
+                    if endpoint_ref not in refs:
+                        refs.append(endpoint_ref)
+                else:
+                    studies[study["id"]] = study
+            endpoints.append(_endpoint(pacs))
+        ordered = sorted(studies.values(), key=_study_sort_key, reverse=True)
+        return ordered, endpoints
+
+    def _write(
+        self,
+        patient: Resource,
+        keys: list[PatientKey],
+        studies: list[Resource],
+        endpoints: list[Resource],
+        stored: dict[tuple[str, str], Resource],
+        request: FetchRequest,
+        issues: list[dict[str, Any]],
+    ) -> FetchResult:
+        patient_id = patient["id"]
+        missing = [s["id"] for s in studies if ("ImagingStudy", s["id"]) not in stored]
+        if missing:  # studies stored under another patient: read them to compare
+            for k, v in self.fhir.read_many("ImagingStudy", missing).items():
+                stored[("ImagingStudy", k)] = v
+        withdrawn = (
+            self._withdrawn(patient_id, keys, studies, stored)
+            if request.criteria.is_complete
+            else []
+        )
+        plan = [(r, stored.get((r["resourceType"], r["id"]))) for r in endpoints + studies]
+        plan += [(w, stored[("ImagingStudy", w["id"])]) for w in withdrawn]
+        entries, written = [], []
+        final: dict[tuple[str, str], Resource] = {}
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        for resource, before in plan:
+            key = (resource["resourceType"], resource["id"])
+            if before is not None and _content(before) == _content(resource):
+                final[key] = before
+                counts["unchanged"] += 1 if key[0] == "ImagingStudy" else 0
+                continue
+            req: dict[str, Any] = {"method": "PUT", "url": f"{key[0]}/{key[1]}"}
+            if before is not None and (before.get("meta") or {}).get("versionId"):
+                req["ifMatch"] = f'W/"{before["meta"]["versionId"]}"'
+            entries.append({"fullUrl": f"{key[0]}/{key[1]}", "resource": resource, "request": req})
+            written.append((key, resource))
+            if key[0] == "ImagingStudy":
+                counts["updated" if before is not None else "created"] += 1
+        if entries:
+            response = self.fhir.transaction(entries)
+            for (key, resource), answer in zip(written, response, strict=False):
+                final[key] = _with_version(resource, answer.get("response") or {})
+        for action, n in counts.items():
+            STUDIES.labels(action).inc(n)
+        for w in withdrawn:
+            issues.append(
+                issue(
+                    "warning",
+                    "informational",
+                    f"ImagingStudy/{w['id']} is no longer this patient's in the PACS: "
+                    f"status set to {w['status']}",
+                )
+            )
+        log.info(
+            "fetch written",
+            extra={
+                "patient_id": patient_id,
+                **counts,
+                "withdrawn": [w["id"] for w in withdrawn],
+                "study_ids": [s["id"] for s in studies],
+            },
+        )
+        return FetchResult(
+            patient,
+            [final[("ImagingStudy", s["id"])] for s in studies],
+            [final[("Endpoint", e["id"])] for e in endpoints],
+            issues,
+            withdrawn=[final[("ImagingStudy", w["id"])] for w in withdrawn],
+            **counts,
+        )
+
+    def _withdrawn(
+        self,
+        patient_id: str,
+        keys: list[PatientKey],
+        studies: list[Resource],
+        stored: dict[tuple[str, str], Resource],
+    ) -> list[Resource]:
+        """Stored studies of this patient, from our PACS, that the PACS no longer returns."""
+        ours = {f"Endpoint/{p.endpoint_id}": p.name for p in self.settings.pacs}
+        current = {s["id"] for s in studies}
+        changed = []
+        for (rtype, rid), resource in list(stored.items()):
+            if rtype != "ImagingStudy" or rid in current:
+                continue
+            if (resource.get("subject") or {}).get("reference") != f"Patient/{patient_id}":
+                continue
+            if resource.get("status") not in ACTIVE_STATUSES:
+                continue
+            refs = [e.get("reference") for e in resource.get("endpoint") or []]
+            if not any(r in ours for r in refs):
+                continue  # not written by this sidecar: not ours to judge
+            uid = _study_uid(resource)
+            if uid is None or imaging_study_id(uid) != rid:
+                continue
+            status = self._status_of_missing(uid, keys)
+            if status is not None:
+                changed.append({**_content(resource), "status": status})
+        return changed
+
+    def _status_of_missing(self, study_uid: str, keys: list[PatientKey]) -> str | None:
+        """entered-in-error if a PACS files the study under someone else, unknown if no PACS
+        has it, None (leave it) if a PACS still files it under this patient."""
+        status = STATUS_GONE
+        for name, client in self.pacs.items():
+            record = client.find_study(study_uid)
+            if record is None:
+                continue
+            mine = [k for k in keys if k.pacs == name]
+            if any(qido.is_exact_patient(record, k.patient_id, k.issuer) for k in mine):
+                return None
+            status = STATUS_REFILED
+        return status
+
+
+def build_fetch_imaging(settings: Settings) -> FetchImaging:
+    """Wire the use case with pooled adapters for this settings object."""
+    pacs = {
+        p.name: PacsClient(
+            p,
+            timeout=settings.pacs_timeout_seconds,
+            connect_timeout=settings.pacs_connect_timeout_seconds,
+            retries=settings.pacs_retries,
+            concurrency=settings.qido_concurrency,
+            page_size=settings.page_size,
+        )
+        for p in settings.pacs
+    }
+    return FetchImaging(settings, FhirStore(settings), pacs)
+
+
+# -- small pure helpers ----------------------------------------------------------------------
+
+
+def _endpoint(pacs: PacsSettings) -> Resource:
+    return build_endpoint(
+        endpoint_id=pacs.endpoint_id, wado_root=pacs.wado_root, name=f"DICOMweb PACS {pacs.name}"
+    )
+
+
+def _content(resource: Resource) -> Resource:
+    """The resource without server-managed elements, for change detection."""
+    return {k: v for k, v in resource.items() if k not in ("meta", "text")}
+
+
+def _with_version(resource: Resource, response: dict[str, Any]) -> Resource:
+    etag = str(response.get("etag") or "")
+    version = etag.removeprefix("W/").strip('"')
+    meta = {
+        k: v
+        for k, v in (("versionId", version), ("lastUpdated", response.get("lastModified")))
+        if v
+    }
+    return {**resource, "meta": meta} if meta else resource
+
+
+def _study_uid(resource: Resource) -> str | None:
+    for ident in resource.get("identifier") or []:
+        if ident.get("system") == "urn:dicom:uid":
+            return str(ident.get("value", "")).removeprefix("urn:oid:") or None
+    return None
+
+
+def _study_sort_key(study: Resource) -> tuple[str, str]:
+    return (str(study.get("started") or ""), str(study.get("id")))
+
+
+def request_with(request: FetchRequest, **changes: Any) -> FetchRequest:
+    """A copy of the request with changes (for callers that derive requests)."""
+    return replace(request, **changes)
+
+
+FetchCallable = Callable[[FetchRequest], FetchResult]

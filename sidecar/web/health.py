@@ -1,0 +1,58 @@
+"""``/livez`` (the process answers), ``/healthz`` (FHIR server and every PACS reachable) and
+``/metrics`` (Prometheus text format)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from sidecar.outcome import FetchError
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/livez")
+def livez() -> Response:
+    return jsonify(status="ok")
+
+
+def _probe(check) -> dict:
+    started = time.perf_counter()
+    try:
+        check()
+        status = {"status": "ok"}
+    except FetchError as exc:
+        status = {"status": "down", "reason": exc.diagnostics}
+    except Exception as exc:  # noqa: BLE001 - a health probe reports, never raises
+        status = {"status": "down", "reason": type(exc).__name__}
+    status["seconds"] = round(time.perf_counter() - started, 3)
+    return status
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    fetch = current_app.config["SIDECAR_FETCH"]
+    checks = {"fhir": fetch.fhir.ping}
+    checks.update({f"pacs:{name}": client.ping for name, client in fetch.pacs.items()})
+    with ThreadPoolExecutor(len(checks)) as pool:
+        results = dict(zip(checks, pool.map(_probe, checks.values()), strict=True))
+    healthy = all(r["status"] == "ok" for r in results.values())
+    response = jsonify(status="ok" if healthy else "down", checks=results)
+    response.status_code = 200 if healthy else 503
+    return response
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    registry = REGISTRY
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
