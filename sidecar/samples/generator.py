@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom import config
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     BasicTextSRStorage,
@@ -338,7 +341,8 @@ class _SeriesPixels:
                 img[_ellipse(n, n, 300, 322, 30, 20)] = 30.0
             img[_ellipse(n, n, 360, 256, 22, 22)] = 700.0  # vertebra
         img += self.rng.normal(0.0, 12.0, size=img.shape).astype(np.float32)
-        return np.clip(img, -1024, 3071).astype(np.int16)
+        # Stored values: HU + 1024 (RescaleIntercept -1024).
+        return (np.clip(img, -1024, 3071) + 1024).astype(np.int16)
 
     def _mr(self) -> np.ndarray:
         n = 256
@@ -402,10 +406,8 @@ class _SeriesPixels:
         if patch.ndim == 3:
             patch[mask] = (255, 255, 255)
         else:
-            value = {"CT": 1100, "MR": 1500, "US": 240, "CR": 3500}[self.spec.modality]
+            value = {"CT": 1100 + 1024, "MR": 1500, "US": 240, "CR": 3500}[self.spec.modality]
             patch[mask] = value
-        if self.spec.modality == "CT":
-            img = img + np.int16(1024)  # stored value; RescaleIntercept -1024 gives HU
         return img.tobytes()
 
 
@@ -454,14 +456,27 @@ class _StudyContext:
     referrer: str
 
 
-def _new_file_dataset(sop_class: str, sop_uid: str) -> FileDataset:
+def _file_meta_template(sop_class: str) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = "1.2"  # replaced per instance
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = _IMPLEMENTATION_VERSION
+    return meta
+
+
+_META_TEMPLATES: dict[str, FileMetaDataset] = {}
+
+
+def _new_file_dataset(sop_class: str, sop_uid: str) -> FileDataset:
+    meta_template = _META_TEMPLATES.get(sop_class)
+    if meta_template is None:
+        meta_template = _META_TEMPLATES[sop_class] = _file_meta_template(sop_class)
+    meta = FileMetaDataset()
+    _clone_elements(meta, meta_template)
+    meta.MediaStorageSOPInstanceUID = sop_uid
     ds = FileDataset("", Dataset(), file_meta=meta, preamble=b"\x00" * 128)
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
@@ -510,26 +525,58 @@ def _fill_common(
     ds.PerformingPhysicianName = _PERFORMERS[(ctx.study_index + number) % len(_PERFORMERS)]
 
 
-def _image_dataset(
+def _clone_elements(target: Dataset, template: Dataset) -> None:
+    """Copy ``template``'s elements into ``target`` as new, independent DataElements.
+
+    Much cheaper than setting each attribute by keyword, and unlike sharing the elements it
+    keeps the instances independent: ``ds.PatientID = "x"`` on one instance changes only it.
+    """
+    for elem in template.values():
+        value = elem.value
+        if elem.VR == "SQ":
+            value = Sequence([_clone_dataset(item) for item in value])
+            converted = True
+        elif isinstance(value, MultiValue):
+            value = list(value)
+            converted = False
+        else:
+            converted = True  # str, int, float, PersonName, UID, bytes: immutable
+        target.add(
+            DataElement(
+                elem.tag,
+                elem.VR,
+                value,
+                already_converted=converted,
+                validation_mode=config.IGNORE,
+            )
+        )
+
+
+def _clone_dataset(template: Dataset) -> Dataset:
+    ds = Dataset()
+    _clone_elements(ds, template)
+    return ds
+
+
+def _image_template(
     ctx: _StudyContext,
     series: _SeriesSpec,
     series_uid: str,
     series_number: int,
     frame_uid: str,
     pixels: _SeriesPixels,
-    index: int,
-) -> FileDataset:
-    sop_uid = _uid(ctx.study_uid, series_number, index)
-    ds = _new_file_dataset(_SOP_CLASS[series.modality], sop_uid)
-    m3d = series.modality in ("CT", "MR")
+) -> Dataset:
+    """Everything an image instance of the series shares with the others."""
+    ds = Dataset()
     _fill_common(ds, ctx, series, series_uid, series_number)
-    ds.InstanceNumber = index + 1
+    m = series.modality
+    m3d = m in ("CT", "MR")
     ds.ContentDate = ds.SeriesDate
     ds.ContentTime = ds.SeriesTime
     ds.AcquisitionDate = ds.SeriesDate
     ds.AcquisitionTime = ds.SeriesTime
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"] if m3d else ["ORIGINAL", "PRIMARY"]
-    if series.laterality is not None and series.modality in ("CR", "US"):
+    if series.laterality is not None and m in ("CR", "US"):
         ds.ImageLaterality = series.laterality
 
     base = pixels.base
@@ -541,7 +588,6 @@ def _image_dataset(
     else:
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
-    m = series.modality
     if m == "CT":
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept = -1024
@@ -558,29 +604,52 @@ def _image_dataset(
     elif m in ("MR", "CR"):
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
         if m == "MR":
+            t1 = "T1" in series.description
             ds.ScanningSequence = "SE"
             ds.SequenceVariant = "NONE"
             ds.MagneticFieldStrength = 1.5
-            ds.RepetitionTime = 500 if "T1" in series.description else 4000
-            ds.EchoTime = 15 if "T1" in series.description else 100
+            ds.RepetitionTime = 500 if t1 else 4000
+            ds.EchoTime = 15 if t1 else 100
         else:
             ds.ViewPosition = {"PA": "PA", "Lateral": "LL"}.get(series.description, "AP")
             ds.ImagerPixelSpacing = [0.35, 0.35]
     else:  # US
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
 
-    if m in ("CT", "MR"):
-        thickness = 1.0 if series.variant == "lung" else (5.0 if m == "CT" else 4.0)
+    if m3d:
         spacing = 0.7 if m == "CT" else 0.9
         ds.FrameOfReferenceUID = frame_uid
         ds.PositionReferenceIndicator = ""
-        ds.SliceThickness = thickness
+        ds.SliceThickness = _slice_thickness(series)
         ds.PixelSpacing = [spacing, spacing]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        z = round(-index * thickness, 2)
-        ds.ImagePositionPatient = [round(-spacing * ds.Columns / 2, 2), -180.0, z]
-        ds.SliceLocation = z
         ds.PatientPosition = "HFS"
+    return ds
+
+
+def _slice_thickness(series: _SeriesSpec) -> float:
+    if series.variant == "lung":
+        return 1.0
+    return 5.0 if series.modality == "CT" else 4.0
+
+
+def _image_dataset(
+    ctx: _StudyContext,
+    series: _SeriesSpec,
+    series_number: int,
+    template: Dataset,
+    pixels: _SeriesPixels,
+    index: int,
+) -> FileDataset:
+    sop_uid = _uid(ctx.study_uid, series_number, index)
+    ds = _new_file_dataset(_SOP_CLASS[series.modality], sop_uid)
+    _clone_elements(ds, template)
+    ds.InstanceNumber = index + 1
+    if series.modality in ("CT", "MR"):
+        z = round(-index * _slice_thickness(series), 2)
+        spacing = 0.7 if series.modality == "CT" else 0.9
+        ds.ImagePositionPatient = [round(-spacing * pixels.base.shape[1] / 2, 2), -180.0, z]
+        ds.SliceLocation = z
     ds.PixelData = pixels.frame(index)
     return ds
 
@@ -716,9 +785,10 @@ def _build_study(
             continue
         rng = np.random.default_rng(_int_seed(ctx.study_uid, "pixels", number))
         pixels = _SeriesPixels(series, rng)
+        template = _image_template(ctx, series, series_uid, number, frame_uid, pixels)
         refs = []
         for i in range(size):
-            ds = _image_dataset(ctx, series, series_uid, number, frame_uid, pixels, i)
+            ds = _image_dataset(ctx, series, number, template, pixels, i)
             refs.append((ds.SOPClassUID, ds.SOPInstanceUID))
             datasets.append(ds)
         evidence.append((series_uid, refs))
