@@ -172,19 +172,38 @@ class StudyAssembler:
             return
         series.instances.setdefault(facts.sop_uid, []).append(facts.instance)
 
+    def patient_keys(self) -> dict[str, tuple[str | None, str | None]]:
+        """Study UID -> its (PatientID, IssuerOfPatientID), most frequent across records."""
+        keys = {}
+        for uid, study in self._studies.items():
+            counter = study.fields.get("patient")
+            keys[uid] = _choose(counter) if counter else (None, None)
+        return keys
+
     def build(
         self,
         *,
         subject: Mapping[str, Any] | None = None,
+        subjects: Mapping[str, Mapping[str, Any]] | None = None,
         endpoint: Mapping[str, Any] | None = None,
         accession_system: str | None = None,
         detail: Detail = Detail.INSTANCE,
     ) -> MappingResult:
-        """All studies so far, sorted by UID, with the issues met while reading."""
+        """All studies so far, sorted by UID, with the issues met while reading.
+
+        *subjects* (study UID -> Reference) overrides *subject* per study.
+        """
         issues = set(self._issues)
+        per_study = subjects or {}
         studies = [
             self._build_study(
-                uid, self._studies[uid], subject, endpoint, accession_system, Detail(detail), issues
+                uid,
+                self._studies[uid],
+                per_study.get(uid, subject),
+                endpoint,
+                accession_system,
+                Detail(detail),
+                issues,
             )
             for uid in sorted(self._studies)
         ]
