@@ -384,7 +384,7 @@ class FetchImaging:
             "fetch written",
             extra={
                 "patient_id": patient_id,
-                **counts,
+                **{f"studies_{k}": v for k, v in counts.items()},
                 "withdrawn": [w["id"] for w in withdrawn],
                 "study_ids": [s["id"] for s in studies],
             },

@@ -1,0 +1,112 @@
+"""$fetch-imaging parameter parsing: query string and Parameters resource."""
+
+from datetime import date
+
+import pytest
+
+from sidecar.fetch_params import date_bounds, parameters_from_resource, parse_fetch_parameters
+from sidecar.mapping import Detail
+from sidecar.outcome import BadRequest
+
+
+def test_defaults_at_instance_level():
+    req = parse_fetch_parameters([], patient_id="p1")
+    assert req.patient_id == "p1" and req.identifier is None
+    assert req.detail is Detail.INSTANCE and req.persist is True
+    assert req.criteria.is_complete
+
+
+def test_all_parameters():
+    req = parse_fetch_parameters(
+        [
+            ("modality", "CT,MR"),
+            ("modality", "http://dicom.nema.org/resources/ontology/DCM|US"),
+            ("studyDate", "ge2020-01"),
+            ("studyDate", "le2020-03-15"),
+            ("accession", "ACC-1"),
+            ("studyInstanceUid", "urn:oid:1.2.3"),
+            ("detail", "series"),
+            ("persist", "false"),
+            ("_format", "json"),
+        ],
+        patient_id="p1",
+    )
+    assert req.modalities == {"CT", "MR", "US"}
+    assert (req.study_date_ge, req.study_date_le) == (date(2020, 1, 1), date(2020, 3, 15))
+    assert req.accession == "ACC-1" and req.study_instance_uid == "1.2.3"
+    assert req.detail is Detail.SERIES and req.persist is False
+    assert not req.criteria.is_complete
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["2020"], (date(2020, 1, 1), date(2020, 12, 31))),
+        (["eq2020-02"], (date(2020, 2, 1), date(2020, 2, 29))),
+        (["gt2020-02-28"], (date(2020, 2, 29), None)),
+        (["lt2020-03"], (None, date(2020, 2, 29))),
+        (["ge2019", "le2020-06-30"], (date(2019, 1, 1), date(2020, 6, 30))),
+        (["ge2019", "ge2020"], (date(2020, 1, 1), None)),
+        (["ge2020-01-01T10:00:00+01:00"], (date(2020, 1, 1), None)),
+    ],
+)
+def test_study_date_prefixes(values, expected):
+    assert date_bounds(values) == expected
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [("studyDate", "ne2020")],
+        [("studyDate", "2020-13-01")],
+        [("studyDate", "ge2021"), ("studyDate", "le2020")],
+        [("studyDate", "2020,2021")],
+        [("modality", "ct")],
+        [("modality", "http://loinc.org|CT")],
+        [("accession", "A*")],
+        [("studyInstanceUid", "1.2.03")],
+        [("detail", "frames")],
+        [("persist", "yes")],
+        [("unknown", "x")],
+        [("detail", "study"), ("detail", "series")],
+        [("identifier", "sys|1")],  # both a Patient id and an identifier
+    ],
+)
+def test_bad_parameters_are_400(pairs):
+    with pytest.raises(BadRequest) as err:
+        parse_fetch_parameters(pairs, patient_id="p1")
+    assert err.value.status == 400
+    assert err.value.outcome()["issue"][0]["code"] == "invalid"
+
+
+def test_type_level_identifier():
+    req = parse_fetch_parameters([("identifier", "urn:x:mrn|12")])
+    assert req.identifier == ("urn:x:mrn", "12") and req.patient_id is None
+    assert parse_fetch_parameters([("identifier", "12")]).identifier == (None, "12")
+    with pytest.raises(BadRequest):
+        parse_fetch_parameters([])
+    with pytest.raises(BadRequest):
+        parse_fetch_parameters([("identifier", "urn:x|")])
+
+
+def test_parameters_resource():
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "identifier", "valueIdentifier": {"system": "urn:x", "value": "12"}},
+            {"name": "modality", "valueCoding": {"code": "CT"}},
+            {"name": "studyDate", "valueString": "ge2020"},
+            {"name": "persist", "valueBoolean": False},
+        ],
+    }
+    pairs = parameters_from_resource(body)
+    assert pairs == [
+        ("identifier", "urn:x|12"),
+        ("modality", "CT"),
+        ("studyDate", "ge2020"),
+        ("persist", "false"),
+    ]
+    req = parse_fetch_parameters(pairs)
+    assert req.identifier == ("urn:x", "12") and not req.persist
+    with pytest.raises(BadRequest):
+        parameters_from_resource({"resourceType": "Patient"})

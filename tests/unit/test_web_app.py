@@ -1,0 +1,88 @@
+"""The Flask app with a stub use case: routing, auth, parameters, OperationOutcome errors."""
+
+import pytest
+
+from sidecar.fetch_imaging import FetchResult
+from sidecar.outcome import PacsTimeout
+from sidecar.settings import Settings
+from sidecar.web import create_app
+
+
+class StubFetch:
+    def __init__(self):
+        self.requests = []
+        self.error = None
+
+    def __call__(self, request):
+        self.requests.append(request)
+        if self.error:
+            raise self.error
+        return FetchResult({"id": "p1"}, [], [], [])
+
+
+@pytest.fixture
+def app_and_fetch():
+    fetch = StubFetch()
+    settings = Settings.from_env({"SIDECAR_SHARED_SECRET": "s"})
+    return create_app(settings, fetch=fetch).test_client(), fetch
+
+
+AUTH = {"X-Sidecar-Secret": "s"}
+
+
+def test_instance_level_get(app_and_fetch):
+    client, fetch = app_and_fetch
+    r = client.get("/fhir/Patient/p1/$fetch-imaging?modality=CT&persist=false", headers=AUTH)
+    assert r.status_code == 200 and r.content_type.startswith("application/fhir+json")
+    assert r.json["resourceType"] == "Bundle" and r.json["type"] == "searchset"
+    assert fetch.requests[0].patient_id == "p1" and fetch.requests[0].modalities == {"CT"}
+
+
+def test_type_level_post_parameters(app_and_fetch):
+    client, fetch = app_and_fetch
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "identifier", "valueString": "urn:x|12"}],
+    }
+    r = client.post(
+        "/fhir/Patient/$fetch-imaging",
+        json=body,
+        headers={**AUTH, "Content-Type": "application/fhir+json"},
+    )
+    assert r.status_code == 200 and fetch.requests[0].identifier == ("urn:x", "12")
+
+
+@pytest.mark.parametrize(("headers", "status"), [({}, 401), ({"X-Sidecar-Secret": "x"}, 403)])
+def test_auth_errors_are_operation_outcomes(app_and_fetch, headers, status):
+    client, fetch = app_and_fetch
+    r = client.get("/fhir/Patient/p1/$fetch-imaging", headers=headers)
+    assert r.status_code == status and r.json["resourceType"] == "OperationOutcome"
+    assert not fetch.requests
+    if status == 401:
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_bad_parameter_400_and_pacs_timeout_504(app_and_fetch):
+    client, fetch = app_and_fetch
+    r = client.get("/fhir/Patient/p1/$fetch-imaging?studyDate=xx", headers=AUTH)
+    assert r.status_code == 400 and r.json["issue"][0]["code"] == "invalid"
+    fetch.error = PacsTimeout("slow")
+    r = client.get("/fhir/Patient/p1/$fetch-imaging", headers=AUTH)
+    assert r.status_code == 504 and r.json["issue"][0]["code"] == "timeout"
+
+
+def test_unknown_route_is_an_operation_outcome(app_and_fetch):
+    client, _ = app_and_fetch
+    r = client.get("/fhir/Nope", headers=AUTH)
+    assert r.status_code == 404 and r.json["resourceType"] == "OperationOutcome"
+
+
+def test_livez_and_metrics(app_and_fetch):
+    client, _ = app_and_fetch
+    assert client.get("/livez").json == {"status": "ok"}
+    assert b"sidecar_fetch_total" in client.get("/metrics").data
+
+
+def test_app_refuses_to_start_without_caller_credentials():
+    with pytest.raises(RuntimeError, match="SIDECAR_SHARED_SECRET"):
+        create_app(Settings.from_env({}), fetch=StubFetch())
