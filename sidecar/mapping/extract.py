@@ -10,12 +10,10 @@ process pool can extract in workers and merge in the parent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydicom.charset import python_encoding
-from pydicom.datadict import keyword_for_tag
 
 from . import outcome as oc
 from . import tags as t
@@ -56,11 +54,6 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip(" \x00"))
 
 
-@lru_cache(maxsize=256)
-def _name(tag: int) -> str:
-    return keyword_for_tag(tag) or "attribute"
-
-
 def freeze_coding(coding: dict[str, Any]) -> FrozenCoding:
     """Hashable form of a flat Coding dict."""
     return tuple(sorted(coding.items()))
@@ -77,7 +70,7 @@ class _Reader:
         self.issues = issues
 
     def warn(self, code: str, tag: int, what: str) -> None:
-        self.issues.append(oc.issue(code, self.locator, tag, f"{what} {_name(tag)}"))
+        self.issues.append(oc.issue(code, self.locator, tag, what))
 
     def single(self, tag: int) -> Any:
         """The first value of a single-valued attribute (VM 1); None if absent/empty."""

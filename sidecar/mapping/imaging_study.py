@@ -251,12 +251,13 @@ class StudyAssembler:
         if "started" in f:
             resource["started"] = f["started"]
 
-        n_series = f.get("n_series", len(built_series) or None)
+        kept = [s for s in built_series if "modality" in s]
+        n_series = f.get("n_series", len(kept) or None)
         if n_series is not None:
             resource["numberOfSeries"] = n_series
         n_instances = f.get("n_instances")
         if n_instances is None:
-            counts = [s["numberOfInstances"] for s in built_series if "numberOfInstances" in s]
+            counts = [s["numberOfInstances"] for s in kept if "numberOfInstances" in s]
             n_instances = sum(counts) if counts else None
         if n_instances is not None:
             resource["numberOfInstances"] = n_instances
@@ -275,7 +276,6 @@ class StudyAssembler:
             resource["description"] = f["description"]
 
         if detail is not Detail.STUDY:
-            kept = [s for s in built_series if "modality" in s]
             for s in built_series:
                 if "modality" not in s:
                     issues.add(

@@ -6,7 +6,10 @@ name or other demographic: invalid values themselves are not echoed.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+
+from pydicom.datadict import keyword_for_tag
 
 from .tags import tag_str
 
@@ -33,9 +36,15 @@ def where(study_uid: str | None, series_uid: str | None = None, sop_uid: str | N
     return " ".join(parts) or "record without UIDs"
 
 
+@lru_cache(maxsize=256)
+def tag_name(tag: int) -> str:
+    """``Keyword (gggg,eeee)`` for diagnostics."""
+    return f"{keyword_for_tag(tag) or 'attribute'} {tag_str(tag)}"
+
+
 def issue(code: str, locator: str, tag: int, what: str) -> Issue:
-    """An issue like ``study 1.2: invalid StudyDate (0008,0020) ignored``."""
-    return code, f"{locator}: {what} {tag_str(tag)}"
+    """An issue like ``study 1.2: invalid value ignored: StudyDate (0008,0020)``."""
+    return code, f"{locator}: {what} {tag_name(tag)}"
 
 
 def to_fhir(issue_: Issue) -> dict[str, Any]:

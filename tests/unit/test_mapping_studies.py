@@ -1,0 +1,367 @@
+"""map_studies: merging, detail levels, determinism, bad data, ids, Endpoint, Patient."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import pydicom
+import pytest
+from dicom_json import code_item, el, record
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from sidecar.mapping import (
+    Detail,
+    build_endpoint,
+    build_patient,
+    imaging_study_id,
+    map_studies,
+    patient_key,
+    study_identifier,
+    validate_r4,
+)
+
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+SERIES_A = "1.2.826.0.1.3680043.8.498.1.1"
+SERIES_B = "1.2.826.0.1.3680043.8.498.1.2"
+SUBJECT = {"reference": "Patient/p1"}
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def study_row(**extra):
+    return record(
+        StudyInstanceUID=STUDY,
+        StudyDate="20240115",
+        StudyTime="101500",
+        AccessionNumber="ACC1",
+        ModalitiesInStudy=["CT", "SR"],
+        StudyDescription="CT Thorax",
+        NumberOfStudyRelatedSeries="2",
+        NumberOfStudyRelatedInstances="3",
+        PatientID="PID1",
+        **extra,
+    )
+
+
+def instance(series, sop, number, modality="CT", **extra):
+    return record(
+        StudyInstanceUID=STUDY,
+        SeriesInstanceUID=series,
+        SOPInstanceUID=sop,
+        SOPClassUID=CT,
+        Modality=modality,
+        SeriesNumber=str(1 if series == SERIES_A else 2),
+        InstanceNumber=str(number),
+        **extra,
+    )
+
+
+def instances():
+    return [
+        instance(SERIES_B, f"{SERIES_B}.1", 1),
+        instance(SERIES_A, f"{SERIES_A}.10", 10),
+        instance(SERIES_A, f"{SERIES_A}.2", 2),
+    ]
+
+
+def dumps(result):
+    return json.dumps({"s": result.studies, "i": result.issues}, sort_keys=True)
+
+
+def test_partial_merge_study_row_plus_instance_rows():
+    result = map_studies([study_row(), *instances()], subject=SUBJECT)
+    (study,) = result.studies
+    validate_r4(study)
+    assert study["numberOfSeries"] == 2  # from the study row
+    assert study["numberOfInstances"] == 3
+    assert study["modality"] == [
+        {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}
+    ]  # union of series Modality wins over ModalitiesInStudy
+    assert study["identifier"][0] == study_identifier(STUDY)
+    assert study["identifier"][1]["value"] == "ACC1"
+    assert study["identifier"][1]["type"]["coding"][0]["code"] == "ACSN"
+    a, b = study["series"]
+    assert (a["uid"], b["uid"]) == (SERIES_A, SERIES_B)
+    assert [i["number"] for i in a["instance"]] == [2, 10]  # numeric, not text order
+    assert a["numberOfInstances"] == 2
+
+
+def test_modalities_in_study_used_when_no_series_known():
+    (study,) = map_studies([study_row()], subject=SUBJECT).studies
+    assert [m["code"] for m in study["modality"]] == ["CT", "SR"]
+    assert "series" not in study
+
+
+def test_any_order_gives_byte_identical_output():
+    records = [study_row(), *instances()]
+    expected = dumps(map_studies(records, subject=SUBJECT))
+    rng = random.Random(7)
+    for _ in range(10):
+        rng.shuffle(records)
+        assert dumps(map_studies(records, subject=SUBJECT)) == expected
+
+
+def test_detail_levels():
+    records = [study_row(), *instances()]
+    (s,) = map_studies(records, subject=SUBJECT, detail=Detail.STUDY).studies
+    assert "series" not in s and s["numberOfInstances"] == 3
+    (s,) = map_studies(records, subject=SUBJECT, detail=Detail.SERIES).studies
+    assert [x["uid"] for x in s["series"]] == [SERIES_A, SERIES_B]
+    assert all("instance" not in x for x in s["series"])
+    assert s["series"][0]["numberOfInstances"] == 2
+    (s,) = map_studies(records, subject=SUBJECT, detail="instance").studies
+    assert len(s["series"][0]["instance"]) == 2
+
+
+def test_all_mapping_rows():
+    rows = [
+        record(
+            el(
+                "IssuerOfAccessionNumberSequence",
+                record(
+                    LocalNamespaceEntityID="RIS",
+                    UniversalEntityID="1.2.3.4.5",
+                    UniversalEntityIDType="ISO",
+                ),
+                vr="SQ",
+            ),
+            el(
+                "ProcedureCodeSequence",
+                code_item("24627-2", "LN", "CT Chest"),
+                code_item("X1", "99LOCAL", "Local"),
+                vr="SQ",
+            ),
+            el("AnatomicRegionSequence", code_item("39607008", "SCT", "Lung"), vr="SQ"),
+            el("ReferringPhysicianName", "Smith^Anna^^Dr."),
+            el("NameOfPhysiciansReadingStudy", "Reader^One", "Reader^Two"),
+            el("PerformingPhysicianName", "Tech^Tom"),
+            StudyInstanceUID=STUDY,
+            SeriesInstanceUID=SERIES_A,
+            SOPInstanceUID=SERIES_A + ".1",
+            SOPClassUID="1.2.840.10008.5.1.4.1.1.104.1",
+            Modality="DOC",
+            SeriesNumber=3,
+            InstanceNumber=1,
+            AccessionNumber="ACC9",
+            StudyDate="20240115",
+            StudyTime="101500",
+            SeriesDate="20240115",
+            SeriesTime="102000",
+            TimezoneOffsetFromUTC="+0100",
+            StudyDescription="Chest",
+            SeriesDescription="Report",
+            ReasonForTheRequestedProcedure="Cough",
+            Laterality="L",
+            DocumentTitle="Referral letter",
+            BodyPartExamined="CHEST",
+        )
+    ]
+    endpoint = {"reference": "Endpoint/pacs-main"}
+    (s,) = map_studies(rows, subject=SUBJECT, endpoint=endpoint).studies
+    validate_r4(s)
+    assert s["identifier"][1]["system"] == "urn:oid:1.2.3.4.5"
+    assert s["identifier"][1]["assigner"] == {"display": "RIS"}
+    assert s["started"] == "2024-01-15T10:15:00+01:00"
+    assert s["referrer"] == {"display": "Dr. Anna Smith"}
+    assert s["interpreter"] == [{"display": "One Reader"}, {"display": "Two Reader"}]
+    assert s["procedureCode"][0]["coding"][0]["system"] == "http://loinc.org"
+    assert s["procedureCode"][1] == {"text": "Local (99LOCAL X1)"}
+    assert s["reasonCode"] == [{"text": "Cough"}]
+    assert s["description"] == "Chest"
+    assert s["endpoint"] == [endpoint] and s["subject"] == SUBJECT
+    series = s["series"][0]
+    # AnatomicRegionSequence (coded) is preferred over BodyPartExamined
+    assert series["bodySite"] == {
+        "system": "http://snomed.info/sct",
+        "code": "39607008",
+        "display": "Lung",
+    }
+    assert series["laterality"]["code"] == "7771000"
+    assert series["started"] == "2024-01-15T10:20:00+01:00"
+    assert series["performer"] == [{"actor": {"display": "Tom Tech"}}]
+    assert series["number"] == 3 and series["description"] == "Report"
+    inst = series["instance"][0]
+    assert inst["title"] == "Referral letter"
+    assert inst["sopClass"]["display"] == "Encapsulated PDF Storage"
+
+
+def test_accession_system_from_argument_when_no_issuer():
+    (s,) = map_studies([study_row()], subject=SUBJECT, accession_system="urn:oid:9.9").studies
+    assert s["identifier"][1]["system"] == "urn:oid:9.9"
+
+
+def diagnostics(result):
+    return "\n".join(i["diagnostics"] for i in result.issues)
+
+
+def test_bad_data_is_skipped_with_warnings_naming_uid_and_tag():
+    long_uid = "1." + "2" * 70
+    records = [
+        record(StudyDate="20240101"),  # no StudyInstanceUID
+        record(StudyInstanceUID=long_uid),
+        record(StudyInstanceUID="1.2.x"),
+        record(StudyInstanceUID=[STUDY, "1.2.4"]),  # multi-valued UID
+        record(StudyInstanceUID=STUDY, SOPInstanceUID="1.2.9", SOPClassUID=CT),  # no series
+        record(StudyInstanceUID=STUDY, SeriesInstanceUID=SERIES_A, SOPClassUID=CT),  # no SOP
+        instance(SERIES_A, SERIES_A + ".5", "abc"),  # bad InstanceNumber
+        record(
+            StudyInstanceUID=STUDY,
+            SeriesInstanceUID=SERIES_A,
+            Modality="CT",
+            SeriesNumber="-4",
+            StudyDate="20241341",
+            Laterality="X",
+            PatientName="Secret^Name",
+        ),
+        record(StudyInstanceUID=STUDY, SeriesInstanceUID=SERIES_B),  # no Modality
+        record(el("StudyDescription", "a", "b"), StudyInstanceUID=STUDY),
+        record(
+            el("SeriesNumber", {"oops": 1}, vr="IS"),
+            StudyInstanceUID=STUDY,
+            SeriesInstanceUID=SERIES_A,
+        ),
+        "not a record",
+    ]
+    result = map_studies(records, subject=SUBJECT)
+    (study,) = result.studies
+    validate_r4(study)
+    text = diagnostics(result)
+    assert "record without UIDs: record skipped, missing StudyInstanceUID (0020,000D)" in text
+    assert f"study {long_uid}" not in [s["id"] for s in result.studies]
+    assert "record skipped, invalid StudyInstanceUID (0020,000D)" in text
+    assert "instance skipped, missing SeriesInstanceUID (0020,000E)" in text
+    assert "instance skipped, missing SOPInstanceUID (0008,0018)" in text
+    assert f"instance {SERIES_A}.5: invalid value ignored: InstanceNumber (0020,0013)" in text
+    assert "SeriesNumber (0020,0011)" in text
+    assert "StudyDate (0008,0020)" in text
+    assert "Laterality (0020,0060)" in text
+    assert f"series {SERIES_B}: series skipped, missing Modality (0008,0060)" in text
+    assert "several values in single-valued; first used: StudyDescription" in text
+    assert "not DICOM JSON or a Dataset" in text
+    assert "Secret" not in text and "Name" not in text.replace("Number", "")
+    assert all(i["severity"] == "warning" for i in result.issues)
+    inst = study["series"][0]["instance"][0]
+    assert "number" not in inst and study["series"][0]["uid"] == SERIES_A
+    assert study["description"] == "a"
+
+
+def test_conflicting_values_are_resolved_by_frequency_and_reported():
+    rows = [
+        instance(SERIES_A, f"{SERIES_A}.{n}", n, SeriesDescription=d)
+        for n, d in ((1, "Axial"), (2, "Axial"), (3, "Coronal"))
+    ]
+    result = map_studies(rows, subject=SUBJECT)
+    assert result.studies[0]["series"][0]["description"] == "Axial"
+    assert "records disagree on description" in diagnostics(result)
+
+
+def test_image_laterality_used_when_series_has_none():
+    rows = [
+        instance(SERIES_A, f"{SERIES_A}.{n}", n, ImageLaterality=side)
+        for n, side in ((1, "R"), (2, "R"))
+    ]
+    assert map_studies(rows).studies[0]["series"][0]["laterality"]["code"] == "24028007"
+
+
+def test_sr_title_from_concept_name():
+    row = instance(SERIES_A, SERIES_A + ".1", 1, modality="SR")
+    key, elem = el(
+        "ConceptNameCodeSequence", code_item("18748-4", "LN", "Diagnostic imaging report"), vr="SQ"
+    )
+    row[key] = elem
+    inst = map_studies([row]).studies[0]["series"][0]["instance"][0]
+    assert inst["title"] == "Diagnostic imaging report"
+
+
+def test_study_level_json_numbers_and_strings_both_accepted():
+    row = study_row()
+    row["00201206"] = {"vr": "IS", "Value": [2]}
+    assert map_studies([row]).studies[0]["numberOfSeries"] == 2
+
+
+def test_imaging_study_id():
+    assert imaging_study_id(STUDY) == STUDY
+    for odd in ("12345", "1." + "2" * 70, "1.2.abc", "ÄÖ"):
+        value = imaging_study_id(odd)
+        assert value.startswith("dcm-") and len(value) <= 64
+        assert value == imaging_study_id(odd)
+        assert all(c.isalnum() or c in "-." for c in value)
+    assert imaging_study_id("12345") != imaging_study_id("12346")
+
+
+def test_endpoint_is_valid_r4():
+    endpoint = build_endpoint(
+        endpoint_id="pacs-main", wado_root="http://pacs/dicom-web/", name="Main PACS"
+    )
+    validate_r4(endpoint)
+    assert endpoint["address"] == "http://pacs/dicom-web"
+    assert endpoint["connectionType"]["code"] == "dicom-wado-rs"
+    assert endpoint["payloadMimeType"] == ["application/dicom"]
+    assert endpoint["status"] == "active" and endpoint["id"] == "pacs-main"
+
+
+def _roundtrip(ds: Dataset) -> Dataset:
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = CT
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 192", ["", "ISO 2022 IR 87"]])
+def test_non_ascii_names_through_real_encodings(charset):
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    ds.ReferringPhysicianName = "Yamada^Hanako=山田^花子"
+    ds.PatientID = "JP1"
+    ds.StudyInstanceUID = STUDY
+    ds.StudyDescription = "胸部CT" if charset == "ISO_IR 192" else "Chest CT"
+    ds = _roundtrip(ds)
+    (study,) = map_studies([ds], subject=SUBJECT).studies
+    assert study["referrer"] == {"display": "Hanako Yamada"}
+    patient = build_patient(ds)
+    validate_r4(patient)
+    assert patient["name"][0]["family"] == "Yamada"
+    assert patient["name"][1]["text"] == "山田 太郎"
+    assert patient_key(ds) == ("JP1", None)
+
+
+def test_unknown_character_set_is_reported_not_fatal():
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 999"
+    ds.StudyInstanceUID = STUDY
+    ds.StudyDescription = "x"
+    result = map_studies([_roundtrip(ds)])
+    assert result.studies and "SpecificCharacterSet (0008,0005)" in diagnostics(result)
+
+
+def test_patient_from_json():
+    row = record(
+        PatientID="PID1 ",
+        IssuerOfPatientID="1.2.3.4",
+        PatientName="Müller^Zoë",
+        PatientBirthDate="19800230",
+        PatientSex="F",
+    )
+    patient = build_patient(row)
+    validate_r4(patient)
+    assert patient["identifier"] == [{"value": "PID1", "system": "urn:oid:1.2.3.4"}]
+    assert patient["name"][0]["text"] == "Zoë Müller"
+    assert patient["gender"] == "female" and "birthDate" not in patient  # invalid date
+    assert patient_key(row) == ("PID1", "1.2.3.4")
+    assert patient_key({}) == (None, None)
+
+
+def test_pydicom_dataset_and_json_give_the_same_study():
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"), stop_before_pixels=True)
+    as_json = ds.to_json_dict()
+    assert dumps(map_studies([ds], subject=SUBJECT)) == dumps(
+        map_studies([as_json], subject=SUBJECT)
+    )
