@@ -16,6 +16,7 @@ unknown scheme); they are illustrative and not meant for clinical use.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Iterator
@@ -298,32 +299,13 @@ def _ellipse(rows: int, cols: int, cy: float, cx: float, ry: float, rx: float) -
     return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
 
 
-class _SeriesPixels:
-    """One base image per series; ``frame(i)`` returns it with a small per-instance change."""
-
-    def __init__(self, spec: _SeriesSpec, rng: np.random.Generator) -> None:
-        self.spec = spec
-        self.rng = rng
-        builder = {
-            "CT": self._ct,
-            "MR": self._mr,
-            "US": self._us,
-            "CR": self._cr,
-        }[spec.modality]
-        self.base = builder()
-        # A small "lesion" whose size changes from instance to instance.
-        r, c = self.base.shape[:2]
-        self.lesion_center = (
-            int(r * (0.35 + 0.3 * rng.random())),
-            int(c * (0.35 + 0.3 * rng.random())),
-        )
-        self.lesion_max = max(4, r // 40)
-
-    # --- base images -----------------------------------------------------------------------
-    def _ct(self) -> np.ndarray:
-        n, part = 512, self.spec.body_part
+@functools.cache
+def _anatomy(modality: str, body_part: str, variant: str) -> np.ndarray:
+    """The noise-free image of a series kind (cached; never modified in place)."""
+    if modality == "CT":  # stored values = HU + 1024 (RescaleIntercept -1024)
+        n = 512
         img = np.full((n, n), -1000.0, dtype=np.float32)  # air, HU
-        if part == "HEAD":
+        if body_part == "HEAD":
             img[_ellipse(n, n, 256, 256, 200, 165)] = 1000.0  # skull
             img[_ellipse(n, n, 256, 256, 185, 150)] = 35.0  # brain
             img[_ellipse(n, n, 256, 256, 25, 60)] = 5.0  # ventricles (CSF)
@@ -331,7 +313,7 @@ class _SeriesPixels:
             img[_ellipse(n, n, 270, 256, 170, 225)] = 40.0  # soft tissue body
             img[_ellipse(n, n, 270, 256, 155, 210)] = -90.0  # fat layer
             img[_ellipse(n, n, 270, 256, 145, 200)] = 45.0  # inner soft tissue
-            if part == "CHEST":
+            if body_part == "CHEST":
                 img[_ellipse(n, n, 250, 160, 110, 75)] = -850.0  # right lung
                 img[_ellipse(n, n, 250, 352, 110, 75)] = -850.0  # left lung
                 img[_ellipse(n, n, 240, 280, 55, 60)] = 50.0  # heart
@@ -340,14 +322,11 @@ class _SeriesPixels:
                 img[_ellipse(n, n, 300, 190, 30, 20)] = 30.0  # kidneys
                 img[_ellipse(n, n, 300, 322, 30, 20)] = 30.0
             img[_ellipse(n, n, 360, 256, 22, 22)] = 700.0  # vertebra
-        img += self.rng.normal(0.0, 12.0, size=img.shape).astype(np.float32)
-        # Stored values: HU + 1024 (RescaleIntercept -1024).
-        return (np.clip(img, -1024, 3071) + 1024).astype(np.int16)
-
-    def _mr(self) -> np.ndarray:
+        out = (img + 1024).astype(np.int16)
+    elif modality == "MR":
         n = 256
         img = np.zeros((n, n), dtype=np.float32)
-        if self.spec.body_part == "HEAD":
+        if body_part == "HEAD":
             img[_ellipse(n, n, 128, 128, 100, 82)] = 600.0
             img[_ellipse(n, n, 128, 128, 92, 74)] = 900.0
             img[_ellipse(n, n, 128, 128, 14, 30)] = 250.0
@@ -355,33 +334,20 @@ class _SeriesPixels:
             img[_ellipse(n, n, 128, 128, 110, 70)] = 500.0  # soft tissue
             img[_ellipse(n, n, 80, 128, 45, 40)] = 1200.0  # femur
             img[_ellipse(n, n, 180, 128, 40, 36)] = 1100.0  # tibia
-        img += np.abs(self.rng.normal(0.0, 30.0, size=img.shape)).astype(np.float32)
-        return np.clip(img, 0, 4095).astype(np.uint16)
-
-    def _us(self) -> np.ndarray:
+        out = img.astype(np.int16)
+    elif modality == "US":  # 1 inside the fan, 0 outside, 0.25 in a hypoechoic structure
         rows, cols = 480, 640
         yy, xx = _grid(rows, cols)
         dy, dx = yy + 40.0, xx - cols / 2
         radius = np.hypot(dy, dx)
         angle = np.arctan2(dx, dy)
         fan = (radius > 60) & (radius < 470) & (np.abs(angle) < 0.65)
-        speckle = self.rng.rayleigh(45.0, size=(rows, cols)).astype(np.float32)
-        img = np.where(fan, speckle + 30.0, 0.0)
-        img[fan & _ellipse(rows, cols, 260, 300, 60, 90)] *= 0.25  # hypoechoic structure
-        gray = np.clip(img, 0, 255).astype(np.uint8)
-        if self.spec.variant != "doppler":
-            return gray
-        rgb = np.repeat(gray[:, :, None], 3, axis=2)
-        flow = fan & _ellipse(rows, cols, 260, 300, 20, 70)
-        upper = flow & (yy < 260)
-        rgb[upper] = (200, 30, 30)  # towards the probe: red
-        rgb[flow & ~upper] = (30, 60, 210)  # away from the probe: blue
-        return rgb
-
-    def _cr(self) -> np.ndarray:
+        out = fan.astype(np.float32)
+        out[fan & _ellipse(rows, cols, 260, 300, 60, 90)] = 0.25
+    else:  # CR
         n = 1024
         img = np.full((n, n), 300.0, dtype=np.float32)
-        if self.spec.body_part == "CHEST":
+        if body_part == "CHEST":
             img[_ellipse(n, n, 540, 512, 470, 420)] = 2000.0  # body
             img[_ellipse(n, n, 500, 330, 330, 150)] = 900.0  # lungs (dark on film)
             img[_ellipse(n, n, 500, 694, 330, 150)] = 900.0
@@ -390,8 +356,45 @@ class _SeriesPixels:
             img[_ellipse(n, n, 512, 512, 500, 230)] = 1500.0  # soft tissue
             img[_ellipse(n, n, 280, 512, 260, 110)] = 3200.0  # femur
             img[_ellipse(n, n, 760, 512, 250, 95)] = 3100.0  # tibia
-        img += self.rng.normal(0.0, 25.0, size=img.shape).astype(np.float32)
-        return np.clip(img, 0, 4095).astype(np.uint16)
+        out = img.astype(np.int16)
+    out.setflags(write=False)
+    return out
+
+
+class _SeriesPixels:
+    """One base image per series; ``frame(i)`` returns it with a small per-instance change."""
+
+    def __init__(self, spec: _SeriesSpec, rng: np.random.Generator) -> None:
+        self.spec = spec
+        anatomy = _anatomy(spec.modality, spec.body_part, spec.variant)
+        shape = anatomy.shape
+        m = spec.modality
+        if m == "CT":  # int16, +-20 HU of uniform noise
+            noise = rng.integers(-20, 21, size=shape, dtype=np.int16)
+            self.base = np.clip(anatomy + noise, 0, 4095).astype(np.int16)
+        elif m in ("MR", "CR"):  # uint16, 12 bits stored
+            noise = rng.integers(0, 60 if m == "MR" else 50, size=shape, dtype=np.int16)
+            self.base = np.clip(anatomy + noise, 0, 4095).astype(np.uint16)
+        else:  # US: speckle inside the fan, uint8 gray or RGB with a colour-flow region
+            speckle = rng.integers(20, 200, size=shape, dtype=np.uint8)
+            gray = (anatomy * speckle).astype(np.uint8)
+            if spec.variant == "doppler":
+                rows, cols = shape
+                rgb = np.repeat(gray[:, :, None], 3, axis=2)
+                flow = (anatomy > 0) & _ellipse(rows, cols, 260, 300, 20, 70)
+                upper = flow & (_grid(rows, cols)[0] < 260)
+                rgb[upper] = (200, 30, 30)  # towards the probe: red
+                rgb[flow & ~upper] = (30, 60, 210)  # away from the probe: blue
+                self.base = rgb
+            else:
+                self.base = gray
+        # A small "lesion" whose size changes from instance to instance.
+        r, c = shape
+        self.lesion_center = (
+            int(r * (0.35 + 0.3 * rng.random())),
+            int(c * (0.35 + 0.3 * rng.random())),
+        )
+        self.lesion_max = max(4, r // 40)
 
     # --- per instance ----------------------------------------------------------------------
     def frame(self, index: int) -> bytes:
@@ -837,7 +840,7 @@ _GIVEN = ("Alex", "Sam", "Kim", "Noor", "Jonas", "Ana", "Li", "Fatima", "Pedro",
 _FAMILY = ("Berg", "Kowalski", "Rossi", "Haddad", "Tanaka", "Olsen", "Silva", "Mensah", "Novak")
 
 # Instances per series for the corpus, by modality: (low, high) inclusive.
-_CORPUS_SERIES_SIZE = {"CT": (40, 120), "MR": (20, 40), "US": (2, 10), "CR": (1, 2), "SR": (1, 1)}
+_CORPUS_SERIES_SIZE = {"CT": (20, 60), "MR": (15, 30), "US": (2, 8), "CR": (1, 2), "SR": (1, 1)}
 
 
 def _corpus_patient(seed: int, n: int) -> SamplePatient:
@@ -859,8 +862,8 @@ def generate_corpus(
     """A benchmark corpus of exactly ``target_instances`` instances over many patients.
 
     The roster comes first (one study each), then generated patients ``C0000001``... with
-    1-3 studies of 2-5 series; series sizes are realistic per modality (CT 40-120, MR 20-40,
-    US 2-10, CR 1-2, SR 1). The last series is cut short so that the total is exact.
+    1-3 studies of 2-5 series; series sizes are plausible per modality (CT 20-60, MR 15-30,
+    US 2-8, CR 1-2, SR 1). The last series is cut short so that the total is exact.
     """
     if target_instances < 0:
         raise ValueError("target_instances must not be negative")
