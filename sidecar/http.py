@@ -25,7 +25,7 @@ def pooled_session(
     retry = Retry(
         total=retries,
         connect=retries,
-        read=0,
+        read=False,  # re-raise read timeouts as such (no retry)
         status=retries,
         other=0,
         allowed_methods=methods,

@@ -190,6 +190,8 @@ class PacsClient:
         except requests.Timeout as exc:
             raise PacsTimeout(f"PACS {self.name!r} did not answer in time ({level} query)") from exc
         except requests.ConnectionError as exc:
+            if "timed out" in str(exc).lower():
+                raise PacsTimeout(f"PACS {self.name!r} did not answer in time ({level})") from exc
             raise PacsUnavailable(f"PACS {self.name!r} is unreachable ({level} query)") from exc
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "?"
