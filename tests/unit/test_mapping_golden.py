@@ -1,0 +1,56 @@
+"""Golden tests: hand-checked expected ImagingStudy JSON in tests/unit/golden/.
+
+Set GOLDEN_REGEN=1 to rewrite the files after a deliberate change, then re-check the diff
+by hand against docs/dicom-fhir-mapping.md before committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from sidecar.mapping import map_studies, validate_r4
+
+GOLDEN = Path(__file__).parent / "golden"
+SUBJECT = {"reference": "Patient/example"}
+ENDPOINT = {"reference": "Endpoint/pacs-main"}
+
+
+def check(name: str, result) -> None:
+    actual = {"studies": result.studies, "issues": result.issues}
+    for study in result.studies:
+        validate_r4(study)
+    path = GOLDEN / f"{name}.json"
+    text = json.dumps(actual, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    if os.environ.get("GOLDEN_REGEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "test-SR.dcm", "reportsi.dcm"])
+def test_pydicom_test_files(name):
+    ds = pydicom.dcmread(get_testdata_file(name), stop_before_pixels=True)
+    result = map_studies([ds], subject=SUBJECT, endpoint=ENDPOINT, timezone="Europe/Zurich")
+    check(Path(name).stem, result)
+
+
+def test_dicom_json_qido_rows():
+    rows = json.loads((GOLDEN / "qido_rows.input.json").read_text(encoding="utf-8"))
+    result = map_studies(rows, subject=SUBJECT, endpoint=ENDPOINT, timezone="Europe/Zurich")
+    check("qido_rows", result)
+
+
+def test_generated_study():
+    from sidecar.samples.generator import generate_studies, sample_patients
+
+    patient = next(p for p in sample_patients() if p.patient_id and "山田" in (p.name or ""))
+    ((_, datasets),) = list(
+        generate_studies(patients=[patient], series_per_study=3, instances_per_series=2)
+    )
+    result = map_studies(datasets, subject=SUBJECT, endpoint=ENDPOINT, timezone="Europe/Zurich")
+    check("generated_yamada", result)
