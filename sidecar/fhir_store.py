@@ -93,6 +93,8 @@ class FhirStore:
         )
         self._session.auth = requests_auth(settings.fhir_auth, timeout=self._timeout)
         self._session.headers["Accept"] = FHIR_JSON
+        # HAPI reuses a search's results for 60 s by default; a fetch must see its own writes
+        self._session.headers["Cache-Control"] = "no-cache"
         self.client = _PooledFHIRClient(self.base_url, self._session, self._timeout)
 
     def close(self) -> None:

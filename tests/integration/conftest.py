@@ -94,13 +94,13 @@ def sidecar(stack) -> Iterator[Sidecar]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{url}/livez", timeout=1).ok:
+                if requests.get(f"{url}/livez", timeout=5).ok:
                     break
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # gunicorn binds before the app is loaded
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"sidecar did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
@@ -111,9 +111,14 @@ def sidecar(stack) -> Iterator[Sidecar]:
 
 
 @pytest.fixture
-def fhir(clean_fhir, fhir_http):
-    """A clean FHIR server (no ImagingStudy/Endpoint/Patient) and helpers to use it."""
-    return FhirHelper(clean_fhir.fhir_base, fhir_http)
+def fhir(stack, fhir_http):
+    """A clean FHIR server (no ImagingStudy/Endpoint/Patient) and helpers to use it.
+
+    Searches bypass HAPI's search cache (Cache-Control: no-cache): a cached id list from
+    an earlier test would leave resources behind."""
+    helper = FhirHelper(stack.fhir_base, fhir_http)
+    helper.clear()
+    return helper
 
 
 class FhirHelper:
@@ -134,7 +139,7 @@ class FhirHelper:
     def search(self, query: str) -> list[dict]:
         out, url = [], f"{self.base}/{query}"
         while url:
-            page = self.http.get(url)
+            page = self.http.get(url, headers={"Cache-Control": "no-cache"})
             page.raise_for_status()
             bundle = page.json()
             out += [e["resource"] for e in bundle.get("entry", [])]
@@ -142,6 +147,19 @@ class FhirHelper:
                 (lnk["url"] for lnk in bundle.get("link", []) if lnk["relation"] == "next"), None
             )
         return out
+
+    def clear(self, types=("ImagingStudy", "Endpoint", "Patient")) -> None:
+        for resource_type in types:
+            while ids := [r["id"] for r in self.search(f"{resource_type}?_elements=id&_count=500")]:
+                bundle = {
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [
+                        {"request": {"method": "DELETE", "url": f"{resource_type}/{i}"}}
+                        for i in ids
+                    ],
+                }
+                self.http.post(self.base, json=bundle).raise_for_status()
 
     def studies_of(self, patient_id: str) -> list[dict]:
         return self.search(f"ImagingStudy?subject=Patient/{patient_id}&_count=200")
