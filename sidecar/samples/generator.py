@@ -644,7 +644,7 @@ def _image_dataset(
     pixels: _SeriesPixels,
     index: int,
 ) -> FileDataset:
-    sop_uid = _uid(ctx.study_uid, series_number, index)
+    sop_uid = _uid(template.SeriesInstanceUID, index)
     ds = _new_file_dataset(_SOP_CLASS[series.modality], sop_uid)
     _clone_elements(ds, template)
     ds.InstanceNumber = index + 1
@@ -665,7 +665,8 @@ def _sr_dataset(
     index: int,
     evidence: list[tuple[str, list[tuple[str, str]]]],
 ) -> FileDataset:
-    sop_uid = _uid(ctx.study_uid, series_number, index)
+    # The report's content depends on the evidence, so its UID does too.
+    sop_uid = _uid(series_uid, index, [(uid, len(refs)) for uid, refs in evidence])
     ds = _new_file_dataset(ctx.spec.sr_class, sop_uid)
     _fill_common(ds, ctx, series, series_uid, series_number)
     ds.InstanceNumber = index + 1
@@ -779,14 +780,16 @@ def _build_study(
     frame_uid = _uid(ctx.study_uid, "frame-of-reference")
     modalities: list[str] = []
     for number, (series, size) in enumerate(series_sizes, start=1):
-        series_uid = _uid(ctx.study_uid, "series", number)
+        # Derived from the series' kind too: other sizing parameters must never give the
+        # same UID to different content (a PACS would keep the first and ignore the other).
+        series_uid = _uid(ctx.study_uid, "series", number, series)
         if series.modality not in modalities:
             modalities.append(series.modality)
         if series.modality == "SR":
             for i in range(size):
                 datasets.append(_sr_dataset(ctx, series, series_uid, number, i, evidence))
             continue
-        rng = np.random.default_rng(_int_seed(ctx.study_uid, "pixels", number))
+        rng = np.random.default_rng(_int_seed(series_uid, "pixels"))
         pixels = _SeriesPixels(series, rng)
         template = _image_template(ctx, series, series_uid, number, frame_uid, pixels)
         refs = []

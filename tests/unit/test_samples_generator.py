@@ -57,6 +57,15 @@ def test_study_uids_do_not_depend_on_the_other_patients(small):
     ]
 
 
+def test_other_sizing_never_reuses_a_uid_for_other_content(small):
+    two = list(generate_studies(series_per_study=2, instances_per_series=2))
+    by_uid = {ds.SOPInstanceUID: to_bytes(ds) for ds in _all(small)}
+    shared = [ds for ds in _all(two) if ds.SOPInstanceUID in by_uid]
+    assert shared  # the first series is the same kind in both
+    for ds in shared:
+        assert by_uid[ds.SOPInstanceUID] == to_bytes(ds)
+
+
 def test_roster_has_the_isolation_edge_cases():
     roster = sample_patients()
     keys = {(p.patient_id, p.issuer) for p in roster}
