@@ -141,7 +141,9 @@ def clear_fhir(session: requests.Session, fhir_base: str, types=CLEARED_TYPES) -
     for resource_type in types:
         while True:
             page = session.get(
-                f"{fhir_base}/{resource_type}", params={"_elements": "id", "_count": 500}
+                f"{fhir_base}/{resource_type}",
+                params={"_elements": "id", "_count": 500},
+                headers={"Cache-Control": "no-cache"},  # HAPI caches searches for 60 s
             )
             page.raise_for_status()
             ids = [e["resource"]["id"] for e in page.json().get("entry", [])]
