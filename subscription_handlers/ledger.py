@@ -1,0 +1,220 @@
+"""Where the per-patient sync records live: a SQLite file or Redis, beside huey's queue.
+
+Both ledgers apply a pure transition from ``state.py`` atomically: SQLite inside
+``BEGIN IMMEDIATE`` (one writer at a time across processes), Redis with WATCH/MULTI on the
+patient's key (optimistic, retried on contention), so several web processes and workers on
+several machines agree on one record per patient.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from subscription_handlers.state import PatientSyncState
+
+T = TypeVar("T")
+Transition = Callable[[PatientSyncState | None], tuple[PatientSyncState | None, T]]
+
+# derived flags kept beside each record so listings need no scan of every patient
+_INDEXES: dict[str, Callable[[PatientSyncState], bool]] = {
+    "pending": lambda s: s.pending,
+    "queued": lambda s: s.queued,
+    "leased": lambda s: s.lease is not None,
+    "dead": lambda s: s.dead,
+}
+
+
+class Ledger(Protocol):
+    def update(self, patient_id: str, transition: Transition[T]) -> T: ...
+
+    def get(self, patient_id: str) -> PatientSyncState | None: ...
+
+    def ids(self, index: str, limit: int | None = None) -> list[str]: ...
+
+    def count(self, index: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteLedger:
+    """Records in a table of the queue's SQLite file (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._timeout = timeout
+        self._local = threading.local()
+        with self._transaction() as conn:
+            conn.execute(
+                "create table if not exists sidecar_sync ("
+                " patient_id text primary key, data text not null,"
+                " pending integer not null, queued integer not null,"
+                " leased integer not null, dead integer not null, dead_at real)"
+            )
+            for index in ("pending", "queued", "leased", "dead"):
+                conn.execute(
+                    f"create index if not exists sidecar_sync_{index} on sidecar_sync"
+                    f" ({index}) where {index} = 1"
+                )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            conn.execute("pragma journal_mode=wal")
+            conn.execute("pragma synchronous=full")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("begin immediate")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("rollback")
+            raise
+        conn.execute("commit")
+
+    def update(self, patient_id: str, transition: Transition[T]) -> T:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "select data from sidecar_sync where patient_id = ?", (patient_id,)
+            ).fetchone()
+            current = PatientSyncState.from_dict(json.loads(row[0])) if row else None
+            new, result = transition(current)
+            if new is not None and new != current:
+                flags = {name: int(test(new)) for name, test in _INDEXES.items()}
+                conn.execute(
+                    "insert into sidecar_sync (patient_id, data, pending, queued, leased, dead,"
+                    " dead_at) values (?, ?, ?, ?, ?, ?, ?) on conflict(patient_id) do update"
+                    " set data = excluded.data, pending = excluded.pending,"
+                    " queued = excluded.queued, leased = excluded.leased,"
+                    " dead = excluded.dead, dead_at = excluded.dead_at",
+                    (
+                        patient_id,
+                        json.dumps(new.to_dict()),
+                        flags["pending"],
+                        flags["queued"],
+                        flags["leased"],
+                        flags["dead"],
+                        new.dead_at,
+                    ),
+                )
+            return result
+
+    def get(self, patient_id: str) -> PatientSyncState | None:
+        row = (
+            self._conn()
+            .execute("select data from sidecar_sync where patient_id = ?", (patient_id,))
+            .fetchone()
+        )
+        return PatientSyncState.from_dict(json.loads(row[0])) if row else None
+
+    def ids(self, index: str, limit: int | None = None) -> list[str]:
+        _check_index(index)
+        order = "dead_at" if index == "dead" else "rowid"
+        sql = f"select patient_id from sidecar_sync where {index} = 1 order by {order}"
+        params: tuple[Any, ...] = ()
+        if limit is not None:
+            sql += " limit ?"
+            params = (limit,)
+        return [r[0] for r in self._conn().execute(sql, params)]
+
+    def count(self, index: str) -> int:
+        _check_index(index)
+        sql = f"select count(*) from sidecar_sync where {index} = 1"
+        return self._conn().execute(sql).fetchone()[0]
+
+    def clear(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("delete from sidecar_sync")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class RedisLedger:
+    """Records as JSON strings under ``<prefix>:state:<id>``, with sets per index."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.redis = client
+        self.prefix = prefix
+
+    def _key(self, patient_id: str) -> str:
+        return f"{self.prefix}:state:{patient_id}"
+
+    def _index_key(self, index: str) -> str:
+        return f"{self.prefix}:index:{index}"
+
+    def update(self, patient_id: str, transition: Transition[T]) -> T:
+        from redis.exceptions import WatchError
+
+        key = self._key(patient_id)
+        deadline = time.monotonic() + 30
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    current = PatientSyncState.from_dict(json.loads(raw)) if raw else None
+                    new, result = transition(current)
+                    pipe.multi()
+                    if new is not None and new != current:
+                        pipe.set(key, json.dumps(new.to_dict()))
+                        for name, test in _INDEXES.items():
+                            index_key = self._index_key(name)
+                            if test(new):
+                                if name == "dead":
+                                    pipe.zadd(index_key, {patient_id: new.dead_at or time.time()})
+                                else:
+                                    pipe.zadd(index_key, {patient_id: time.time()}, nx=True)
+                            else:
+                                pipe.zrem(index_key, patient_id)
+                    pipe.execute()
+                    return result
+                except WatchError:
+                    if time.monotonic() > deadline:
+                        raise
+                    continue
+
+    def get(self, patient_id: str) -> PatientSyncState | None:
+        raw = self.redis.get(self._key(patient_id))
+        return PatientSyncState.from_dict(json.loads(raw)) if raw else None
+
+    def ids(self, index: str, limit: int | None = None) -> list[str]:
+        _check_index(index)
+        end = -1 if limit is None else limit - 1
+        return [_text(m) for m in self.redis.zrange(self._index_key(index), 0, end)]
+
+    def count(self, index: str) -> int:
+        _check_index(index)
+        return int(self.redis.zcard(self._index_key(index)))
+
+    def clear(self) -> None:
+        keys = list(self.redis.scan_iter(f"{self.prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            self.redis.delete(*keys[start : start + 500])
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+def _check_index(index: str) -> None:
+    if index not in _INDEXES:
+        raise ValueError(f"unknown index {index!r}; one of {', '.join(_INDEXES)}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

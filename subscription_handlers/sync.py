@@ -1,0 +1,116 @@
+"""One patient's sync, as a worker runs it: the same use case as ``$fetch-imaging``.
+
+The worker acts on the Patient as the FHIR server has it *now* (not on the notification's
+copy, which may be stale or arrive out of order), applies the rule of ``patient_rules``
+(deleted, merged, inactive) and otherwise calls ``FetchImaging`` with ``persist=True``:
+studies the PACS now files under the Patient's current identifiers are written with this
+subject, and studies it no longer holds for them are withdrawn by the use case (see
+docs/fetch-imaging.md), which is how "the studies follow the identifier".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from subscription_handlers.patient_rules import DELETED_FINGERPRINT, relevant_fingerprint, rule_for
+from subscription_handlers.queue import SyncFailed, SyncOutcome
+
+log = logging.getLogger(__name__)
+
+RETRIABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def identifier_keys(fetch: Any, patient: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+    """The PACS queries a Patient implies, as tuples (None when the use case can't tell)."""
+    mappable = getattr(fetch, "mappable_identifiers", None)
+    if mappable is None:
+        return None
+    return [(k.pacs, k.system, k.patient_id, k.issuer) for k in mappable(patient)]
+
+
+def fingerprint_for(fetch: Any, patient: dict[str, Any]) -> str:
+    return relevant_fingerprint(patient, identifier_keys(fetch, patient))
+
+
+class PatientSync:
+    """Callable ``(patient_id) -> SyncOutcome``; raises ``SyncFailed``. Thread-safe."""
+
+    def __init__(self, fetch: Any) -> None:
+        self.fetch = fetch  # a sidecar.fetch_imaging.FetchImaging
+
+    def __call__(self, patient_id: str) -> SyncOutcome:
+        from sidecar.fetch_imaging import FetchRequest
+        from sidecar.outcome import FetchError, NotMappable, PatientNotFound
+
+        try:
+            patient = self.fetch.fhir.read_patient(patient_id)
+        except PatientNotFound:
+            return self._deleted(patient_id)
+        except FetchError as exc:
+            raise _failure(exc) from exc
+
+        fingerprint = fingerprint_for(self.fetch, patient)
+        rule = rule_for(patient)
+        if rule.kind == "merged":
+            return SyncOutcome(
+                "merged",
+                fingerprint,
+                follow_up=(rule.survivor_id,) if rule.survivor_id else (),
+                detail=f"replaced by Patient/{rule.survivor_id}",
+            )
+        if rule.kind == "inactive":
+            return SyncOutcome("inactive", fingerprint, detail="Patient.active is false")
+        try:
+            result = self.fetch(FetchRequest(patient_id=patient_id, persist=True))
+        except PatientNotFound:
+            return self._deleted(patient_id)
+        except NotMappable as exc:
+            return SyncOutcome("no-identifier", fingerprint, detail=exc.diagnostics)
+        except FetchError as exc:
+            raise _failure(exc) from exc
+        # the use case re-read the Patient: record what it actually acted on
+        fingerprint = fingerprint_for(self.fetch, result.patient)
+        return SyncOutcome("synced", fingerprint, studies=len(result.studies))
+
+    def _deleted(self, patient_id: str) -> SyncOutcome:
+        """The Patient is gone: delete the ImagingStudies this sidecar wrote for it.
+
+        They are a copy of PACS data and are re-created by the sync of whichever Patient
+        carries the identifier next; the PACS itself is never touched.
+        """
+        from sidecar.outcome import FetchError
+
+        ours = {f"Endpoint/{p.endpoint_id}" for p in self.fetch.settings.pacs}
+        try:
+            studies = self.fetch.fhir.studies_of(patient_id)
+            doomed = [
+                sid
+                for sid, study in studies.items()
+                if any((e or {}).get("reference") in ours for e in study.get("endpoint") or [])
+            ]
+            if doomed:
+                entries = [
+                    {"request": {"method": "DELETE", "url": f"ImagingStudy/{i}"}} for i in doomed
+                ]
+                self.fetch.fhir.transaction(entries)
+        except FetchError as exc:
+            raise _failure(exc) from exc
+        log.info("patient deleted", extra={"patient_id": patient_id, "deleted_studies": doomed})
+        return SyncOutcome("deleted", DELETED_FINGERPRINT, studies=len(doomed))
+
+
+def _failure(exc: Any) -> SyncFailed:
+    status = getattr(exc, "status", 500)
+    return SyncFailed(
+        f"HTTP {status}: {getattr(exc, 'diagnostics', exc)}",
+        retriable=status in RETRIABLE_STATUSES,
+    )
+
+
+def build_patient_sync() -> PatientSync:
+    """The worker's runner, wired from the sidecar's own settings (``SIDECAR_*``)."""
+    from sidecar.fetch_imaging import build_fetch_imaging
+    from sidecar.settings import Settings
+
+    return PatientSync(build_fetch_imaging(Settings.from_env()))

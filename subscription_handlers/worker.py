@@ -1,0 +1,92 @@
+"""The sync worker: a huey consumer plus lease heartbeats and crash recovery.
+
+``dicom-fhir worker`` runs this in the foreground; ``dicom-fhir serve`` runs it as a child
+process (``python -m subscription_handlers.worker``) for the embedded default. SIGTERM
+stops taking new jobs and waits for the running syncs (up to ``shutdown_timeout``); SIGINT
+stops at once. Either way nothing is lost: a job cut short is recovered by ``reconcile``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from subscription_handlers.queue import SyncQueue, get_queue
+from subscription_handlers.settings import SyncSettings
+
+log = logging.getLogger(__name__)
+
+
+def maintain(queue: SyncQueue, stop: threading.Event) -> None:
+    """Renew this process's leases every lease/3 s; re-queue lost work every reconcile s."""
+    settings = queue.settings
+    tick = min(settings.lease_seconds / 3, settings.reconcile_seconds)
+    since_reconcile = 0.0
+    while not stop.wait(tick):
+        try:
+            queue.renew_leases()
+            since_reconcile += tick
+            if since_reconcile >= settings.reconcile_seconds:
+                since_reconcile = 0.0
+                queue.reconcile()
+        except Exception:  # noqa: BLE001 - storage hiccup: try again next tick
+            log.exception("queue maintenance failed")
+
+
+def run_worker(
+    settings: SyncSettings | None = None,
+    *,
+    threads: int | None = None,
+    shutdown_timeout: float = 60.0,
+) -> None:
+    """Consume sync jobs until SIGTERM/SIGINT (must run in the main thread)."""
+    settings = settings or SyncSettings.from_env()
+    queue = get_queue(settings)
+    queue.runner  # noqa: B018 - build the use case now: bad settings fail at start-up
+    requeued = queue.reconcile()
+    log.info(
+        "sync worker starting",
+        extra={
+            "backend": settings.backend,
+            "threads": threads or settings.worker_threads,
+            "requeued": len(requeued),
+        },
+    )
+    stop = threading.Event()
+    maintenance = threading.Thread(
+        target=maintain, args=(queue, stop), name="sync-maintenance", daemon=True
+    )
+    maintenance.start()
+    consumer = queue.huey.create_consumer(
+        workers=threads or settings.worker_threads,
+        worker_type="thread",
+        periodic=True,
+        initial_delay=0.05,
+        backoff=1.3,
+        max_delay=settings.poll_max_seconds,
+        scheduler_interval=1,
+        check_worker_health=True,
+        health_check_interval=5,
+        graceful_signal="TERM",
+        shutdown_timeout=shutdown_timeout,
+    )
+    try:
+        consumer.run()
+    finally:
+        stop.set()
+        log.info("sync worker stopped")
+
+
+def _configure_logging() -> None:
+    try:
+        from sidecar.settings import Settings
+        from sidecar.web.logs import configure_logging
+
+        configure_logging(Settings.from_env().log_level)
+    except Exception:  # noqa: BLE001 - fall back to plain logs
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+if __name__ == "__main__":
+    _configure_logging()
+    run_worker()
