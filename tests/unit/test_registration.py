@@ -1,0 +1,75 @@
+"""The Subscription we register, how a stored one is compared, and the OperationDefinition."""
+
+from __future__ import annotations
+
+import copy
+
+from sidecar.fetch_params import KNOWN
+from subscription_handlers.registration import (
+    SEND_DELETE_MESSAGES,
+    desired_subscription,
+    operation_definition,
+    subscription_matches,
+)
+from subscription_handlers.settings import SyncSettings
+
+SETTINGS = SyncSettings(
+    shared_secret="abc", notify_url="http://side:8090/notify", subscription_id="sub-1"
+)
+
+
+def test_the_subscription_is_a_patient_rest_hook_with_payload_secret_and_deletes():
+    sub = desired_subscription(SETTINGS)
+    assert sub["id"] == "sub-1" and sub["status"] == "requested"
+    assert sub["criteria"] == "Patient?"
+    channel = sub["channel"]
+    assert channel["type"] == "rest-hook"
+    assert channel["endpoint"] == "http://side:8090/notify"
+    assert channel["payload"] == "application/fhir+json"
+    assert channel["header"] == ["X-Sidecar-Secret: abc"]
+    assert {"url": SEND_DELETE_MESSAGES, "valueBoolean": True} in channel["extension"]
+
+
+def test_a_stored_copy_matches_regardless_of_status_and_server_elements():
+    stored = copy.deepcopy(desired_subscription(SETTINGS))
+    stored.update(status="active", meta={"versionId": "3"})
+    stored["channel"]["endpoint"] += "/"
+    assert subscription_matches(stored, desired_subscription(SETTINGS))
+
+
+def test_a_changed_secret_endpoint_or_missing_delete_flag_does_not_match():
+    desired = desired_subscription(SETTINGS)
+    for change in (
+        lambda s: s["channel"].update(header=["X-Sidecar-Secret: old"]),
+        lambda s: s["channel"].update(endpoint="http://elsewhere/notify"),
+        lambda s: s["channel"].pop("extension"),
+        lambda s: s["channel"].update(payload="application/fhir+xml"),
+        lambda s: s.update(criteria="Patient?active=true"),
+    ):
+        stored = copy.deepcopy(desired)
+        change(stored)
+        assert not subscription_matches(stored, desired)
+    assert not subscription_matches(None, desired)
+
+
+def test_the_operation_definition_describes_the_operation():
+    od = operation_definition()
+    assert od["resourceType"] == "OperationDefinition"
+    assert (od["id"], od["code"], od["resource"]) == ("fetch-imaging", "fetch-imaging", ["Patient"])
+    assert od["url"].endswith("/OperationDefinition/fetch-imaging")
+    assert (od["system"], od["type"], od["instance"], od["affectsState"]) == (
+        False,
+        True,
+        True,
+        True,
+    )
+    params = {p["name"]: p for p in od["parameter"]}
+    assert {n for n, p in params.items() if p["use"] == "in"} <= KNOWN
+    assert (params["return"]["type"], params["return"]["min"], params["return"]["max"]) == (
+        "Bundle",
+        1,
+        "1",
+    )
+    assert params["studyDate"]["max"] == "2" and "ge" in params["studyDate"]["documentation"]
+    assert params["modality"]["max"] == "*"
+    assert params["detail"]["type"] == "code" and params["persist"]["type"] == "boolean"
