@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None, fetch=None) -> Flask:
     app.config["SIDECAR_FETCH"] = fetch
     app.register_blueprint(operation.bp)
     app.register_blueprint(health.bp)
+    from subscription_handlers import notify  # PUT/DELETE /notify/Patient/{id} -> sync queue
+
+    notify.init_app(app)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -40,7 +40,12 @@ def healthz() -> Response:
     with ThreadPoolExecutor(len(checks)) as pool:
         results = dict(zip(checks, pool.map(_probe, checks.values()), strict=True))
     healthy = all(r["status"] == "ok" for r in results.values())
-    response = jsonify(status="ok" if healthy else "down", checks=results)
+    # sections other packages register (the sync: Subscription status, queue, dead letters)
+    extra = {
+        name: report()
+        for name, report in current_app.extensions.get("sidecar_health_checks", {}).items()
+    }
+    response = jsonify(status="ok" if healthy else "down", checks=results, **extra)
     response.status_code = 200 if healthy else 503
     return response
 
