@@ -67,7 +67,13 @@ public final class SidecarForwarder {
 	}
 
 	public Reply forward(Call call) {
-		HttpRequest request = toSidecarRequest(call);
+		HttpRequest request;
+		try {
+			request = toSidecarRequest(call);
+		} catch (IllegalArgumentException e) {
+			// a path or header that cannot be sent on (e.g. a control character): the caller's fault
+			return new Reply(400, FHIR_JSON, operationOutcome("invalid", "The request cannot be forwarded to the imaging sidecar"));
+		}
 		CompletableFuture<HttpResponse<byte[]>> pending =
 				client.sendAsync(request, HttpResponse.BodyHandlers.ofByteArray());
 		try {
@@ -96,7 +102,7 @@ public final class SidecarForwarder {
 		String path = call.relativePath().startsWith("/") ? call.relativePath().substring(1) : call.relativePath();
 		String url = config.fhirBase() + "/" + path;
 		if (call.rawQuery() != null && !call.rawQuery().isEmpty()) {
-			url += "?" + call.rawQuery();
+			url += "?" + escapeQuery(call.rawQuery());
 		}
 		byte[] body = call.body() == null ? new byte[0] : call.body();
 		// a GET carries no body; a POST keeps its body (possibly empty: Content-Length 0)
@@ -116,6 +122,36 @@ public final class SidecarForwarder {
 			builder.header(SECRET_HEADER, config.sharedSecret());
 		}
 		return builder.build();
+	}
+
+	/**
+	 * The raw query as the caller sent it, with characters that are illegal in a URI query escaped.
+	 * Tomcat lets FHIR's {@code |} (and {@code []{}}) through unescaped (relaxed-query-chars), but
+	 * java.net.URI rejects them; existing %XX escapes and all legal characters stay as they are, so
+	 * the sidecar decodes exactly the values the caller meant.
+	 */
+	static String escapeQuery(String rawQuery) {
+		StringBuilder out = new StringBuilder(rawQuery.length() + 16);
+		byte[] bytes = rawQuery.getBytes(StandardCharsets.UTF_8);
+		for (int i = 0; i < bytes.length; i++) {
+			int b = bytes[i] & 0xff;
+			boolean escape = b == '%' ? !(i + 2 < bytes.length && isHex(bytes[i + 1]) && isHex(bytes[i + 2])) : !isLegalInQuery(b);
+			if (escape) {
+				out.append('%').append(String.format("%02X", b));
+			} else {
+				out.append((char) b);
+			}
+		}
+		return out.toString();
+	}
+
+	private static boolean isLegalInQuery(int c) {
+		return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+				|| "-._~!$&'()*+,;=:@/?".indexOf(c) >= 0;
+	}
+
+	private static boolean isHex(byte b) {
+		return Character.digit(b, 16) >= 0;
 	}
 
 	private Reply unreachable() {

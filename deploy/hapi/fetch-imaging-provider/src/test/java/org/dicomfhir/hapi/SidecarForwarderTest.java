@@ -151,6 +151,17 @@ class SidecarForwarderTest {
 	}
 
 	@Test
+	void fhirTokenBarAndBracketsAreEscapedOnTheWayExistingEscapesKept() {
+		SidecarForwarder forwarder = new SidecarForwarder(config(null, 5, false));
+
+		SidecarForwarder.Reply reply = forwarder.forward(
+				get("Patient/$fetch-imaging", "identifier=urn:mrn|M1&x=[a]{b}&y=%7C&z=100%", null));
+
+		assertEquals(200, reply.status());
+		assertEquals("identifier=urn:mrn%7CM1&x=%5Ba%5D%7Bb%7D&y=%7C&z=100%25", seen.rawQuery());
+	}
+
+	@Test
 	void postWithoutBodyIsStillAPost() {
 		SidecarForwarder forwarder = new SidecarForwarder(config("x", 5, false));
 

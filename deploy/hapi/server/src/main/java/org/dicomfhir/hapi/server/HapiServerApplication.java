@@ -1,11 +1,14 @@
 package org.dicomfhir.hapi.server;
 
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
+import ca.uhn.fhir.jpa.api.config.ThreadPoolFactoryConfig;
 import ca.uhn.fhir.jpa.batch2.JpaBatch2Config;
 import ca.uhn.fhir.jpa.config.HapiJpaConfig;
 import ca.uhn.fhir.jpa.config.r4.JpaR4Config;
 import org.springframework.boot.SpringApplication;
 import org.springframework.boot.autoconfigure.SpringBootApplication;
+import org.springframework.boot.autoconfigure.elasticsearch.ElasticsearchClientAutoConfiguration;
+import org.springframework.boot.autoconfigure.elasticsearch.ElasticsearchRestClientAutoConfiguration;
 import org.springframework.boot.autoconfigure.quartz.QuartzAutoConfiguration;
 import org.springframework.boot.autoconfigure.thymeleaf.ThymeleafAutoConfiguration;
 import org.springframework.boot.context.properties.EnableConfigurationProperties;
@@ -20,15 +23,22 @@ import org.springframework.context.annotation.Import;
  * (storage, subscriptions, the REST servlet).
  */
 @SpringBootApplication(
-		// Thymeleaf (narratives) and Quartz (HAPI schedules its own jobs) arrive with HAPI's
-		// dependencies; Boot must not configure them as if they were ours.
-		exclude = {ThymeleafAutoConfiguration.class, QuartzAutoConfiguration.class})
+		// Thymeleaf (narratives), Quartz (HAPI schedules its own jobs) and the Elasticsearch client
+		// (an optional Hibernate Search backend) arrive with HAPI's dependencies; Boot must not
+		// configure them as if they were ours (an ES client would sniff for a cluster forever).
+		exclude = {
+			ThymeleafAutoConfiguration.class,
+			QuartzAutoConfiguration.class,
+			ElasticsearchRestClientAutoConfiguration.class,
+			ElasticsearchClientAutoConfiguration.class
+		})
 @EnableConfigurationProperties(HapiProperties.class)
 @Import({
 	JpaR4Config.class, // FhirContext R4, DAOs, resource providers, system provider
 	HapiJpaConfig.class, // fulltext stubs, paging provider, resource counts (hibernate search stays off)
 	JpaBatch2Config.class, // batch2 job coordinator: $reindex after SearchParameter changes, $expunge, ...
 	Batch2JobsConfig.class, // ... and the job definitions themselves
+	ThreadPoolFactoryConfig.class, // thread pools for parallel transaction/batch entries
 	StorageConfig.class,
 	SubscriptionConfig.class,
 	FhirServerConfig.class

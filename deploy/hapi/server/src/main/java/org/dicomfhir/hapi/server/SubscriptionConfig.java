@@ -30,6 +30,9 @@ public class SubscriptionConfig {
 			// without a supported type HAPI never activates a Subscription (it stays "requested")
 			settings.addSupportedSubscriptionType(SubscriptionChannelType.RESTHOOK);
 		}
+		// activate a new/changed Subscription at once instead of on the next 5 s poll; changes to
+		// other resources are still persisted and delivered by HAPI's 5 s scheduler (HAPI 8 design)
+		settings.setSubscriptionChangeQueuedImmediately(true);
 		return settings;
 	}
 
