@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -100,19 +101,33 @@ def _raw_values(raw: Any) -> list[Any]:
 
 
 class DatasetRecord:
-    """:class:`DicomRecord` over a pydicom Dataset (no conversion to JSON)."""
+    """:class:`DicomRecord` over a pydicom Dataset (no conversion to JSON).
 
-    __slots__ = ("_ds",)
+    Values are decoded once per tag and cached: the mapping asks for some tags more than
+    once, and ``Dataset.__getitem__`` is the hot spot of a header-only conversion.
+    """
+
+    __slots__ = ("_ds", "_cache")
 
     def __init__(self, ds: Dataset) -> None:
         self._ds = ds
+        self._cache: dict[int, list[Any] | None] = {}
 
     def values(self, tag: int) -> list[Any] | None:
+        cache = self._cache
+        if tag in cache:
+            return cache[tag]
+        result = cache[tag] = self._values(tag)
+        return result
+
+    def _values(self, tag: int) -> list[Any] | None:
         ds = self._ds
         try:
-            element = ds[tag]
-        except KeyError:
-            return None
+            element = ds.get_item(tag)  # public, and no conversion if already decoded
+            if element is None:
+                return None
+            if not isinstance(element, DataElement):
+                element = ds[tag]  # a RawDataElement: decode it (charset, VR) once
         except Exception:  # invalid bytes for the VR (e.g. IS "abc"), bad charset
             try:
                 return _raw_values(ds.get_item(tag))
