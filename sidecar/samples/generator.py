@@ -364,9 +364,11 @@ def _anatomy(modality: str, body_part: str, variant: str) -> np.ndarray:
 class _SeriesPixels:
     """One base image per series; ``frame(i)`` returns it with a small per-instance change."""
 
-    def __init__(self, spec: _SeriesSpec, rng: np.random.Generator) -> None:
+    def __init__(self, spec: _SeriesSpec, rng: np.random.Generator, step: int = 1) -> None:
         self.spec = spec
         anatomy = _anatomy(spec.modality, spec.body_part, spec.variant)
+        if step > 1:  # a smaller matrix: every step-th row and column
+            anatomy = anatomy[::step, ::step]
         shape = anatomy.shape
         m = spec.modality
         if m == "CT":  # int16, +-20 HU of uniform noise
@@ -772,8 +774,15 @@ def _study_context(
     )
 
 
+def _matrix_step(matrix_scale: float) -> int:
+    """The subsampling step of a ``matrix_scale`` (1 = full size, 0.125 = every 8th pixel)."""
+    if not 0 < matrix_scale <= 1:
+        raise ValueError("matrix_scale must be in (0, 1]")
+    return max(1, round(1 / matrix_scale))
+
+
 def _build_study(
-    ctx: _StudyContext, series_sizes: list[tuple[_SeriesSpec, int]]
+    ctx: _StudyContext, series_sizes: list[tuple[_SeriesSpec, int]], step: int = 1
 ) -> tuple[SampleStudy, list[pydicom.Dataset]]:
     datasets: list[pydicom.Dataset] = []
     evidence: list[tuple[str, list[tuple[str, str]]]] = []
@@ -783,6 +792,8 @@ def _build_study(
         # Derived from the series' kind too: other sizing parameters must never give the
         # same UID to different content (a PACS would keep the first and ignore the other).
         series_uid = _uid(ctx.study_uid, "series", number, series)
+        if step > 1:  # smaller pixel matrices are different content: different UIDs
+            series_uid = _uid(series_uid, "matrix-step", step)
         if series.modality not in modalities:
             modalities.append(series.modality)
         if series.modality == "SR":
@@ -790,7 +801,7 @@ def _build_study(
                 datasets.append(_sr_dataset(ctx, series, series_uid, number, i, evidence))
             continue
         rng = np.random.default_rng(_int_seed(series_uid, "pixels"))
-        pixels = _SeriesPixels(series, rng)
+        pixels = _SeriesPixels(series, rng, step)
         template = _image_template(ctx, series, series_uid, number, frame_uid, pixels)
         refs = []
         for i in range(size):
@@ -821,13 +832,16 @@ def generate_studies(
     instances_per_series: int = 4,
     patients: list[SamplePatient] | None = None,
     seed: int = 0,
+    matrix_scale: float = 1.0,
 ) -> Iterator[tuple[SampleStudy, list[pydicom.Dataset]]]:
     """Studies for each patient (default: the roster), one study at a time.
 
     Study ``k`` of a patient uses the ``k``-th template of the patient's plan (cycled). With
     two or more series, the last series of a study with a report template is an SR series.
-    Every series has ``instances_per_series`` instances.
+    Every series has ``instances_per_series`` instances. ``matrix_scale`` < 1 gives smaller
+    pixel matrices (and other series/SOP UIDs) for fast bulk loads.
     """
+    step = _matrix_step(matrix_scale)
     if min(studies_per_patient, series_per_study, instances_per_series) < 0:
         raise ValueError("sizes must not be negative")
     roster = sample_patients() if patients is None else list(patients)
@@ -836,7 +850,7 @@ def generate_studies(
         for k in range(studies_per_patient):
             ctx = _study_context(seed, patient, k, plan[k % len(plan)])
             series = _series_plan(ctx.spec, series_per_study)
-            yield _build_study(ctx, [(s, instances_per_series) for s in series])
+            yield _build_study(ctx, [(s, instances_per_series) for s in series], step)
 
 
 _GIVEN = ("Alex", "Sam", "Kim", "Noor", "Jonas", "Ana", "Li", "Fatima", "Pedro", "Ingrid")
@@ -860,20 +874,27 @@ def _corpus_patient(seed: int, n: int) -> SamplePatient:
 
 
 def generate_corpus(
-    *, target_instances: int, seed: int = 0
+    *,
+    target_instances: int,
+    seed: int = 0,
+    include_roster: bool = True,
+    matrix_scale: float = 1.0,
 ) -> Iterator[tuple[SampleStudy, list[pydicom.Dataset]]]:
     """A benchmark corpus of exactly ``target_instances`` instances over many patients.
 
     The roster comes first (one study each), then generated patients ``C0000001``... with
     1-3 studies of 2-5 series; series sizes are plausible per modality (CT 20-60, MR 15-30,
     US 2-8, CR 1-2, SR 1). The last series is cut short so that the total is exact.
+    ``include_roster=False`` leaves the roster out (a PACS that must not share PatientIDs
+    with one holding the roster); ``matrix_scale`` as in :func:`generate_studies`.
     """
     if target_instances < 0:
         raise ValueError("target_instances must not be negative")
     remaining = target_instances
+    step = _matrix_step(matrix_scale)
 
     def patients() -> Iterator[tuple[SamplePatient, int]]:
-        for p in sample_patients():
+        for p in sample_patients() if include_roster else ():
             yield p, 1
         n = 1
         while True:
@@ -895,7 +916,7 @@ def generate_corpus(
                 size = min(int(rng.integers(low, high + 1)), remaining)
                 series_sizes.append((s, size))
                 remaining -= size
-            yield _build_study(ctx, series_sizes)
+            yield _build_study(ctx, series_sizes, step)
 
 
 def write_files(datasets: Iterable[pydicom.Dataset], directory: str | Path) -> list[Path]:
