@@ -197,11 +197,15 @@ start_sidecar() {
 
 sidecar_env() { # the settings a sidecar (or a test) needs to talk to this stack
   local names=() n
-  for n in $(known_pacs); do names+=("$n"); done
+  # a PACS whose port this shell does not know (e.g. pacs-bulk without STACK_PACS_PORT_BULK)
+  # is left out rather than failing everyone's `env`
+  for n in $(known_pacs); do (pacs_port "$n" >/dev/null 2>&1) && names+=("$n"); done
   echo "export SIDECAR_FHIR_BASE_URL=http://127.0.0.1:$HAPI_PORT/fhir"
   echo "export SIDECAR_SHARED_SECRET=$SIDECAR_SHARED_SECRET"
   echo "export SIDECAR_DATA_DIR=$VAR/sidecar"
   echo "export SIDECAR_PACS=$(IFS=,; echo "${names[*]}")"
+  # the sample roster's issuers (sidecar.samples) and the systems the tests and demo use
+  echo "export SIDECAR_PATIENT_IDENTIFIERS='urn:example:mrn:hosp-a|HOSP-A,urn:example:mrn:hosp-b|HOSP-B,urn:example:mrn:no-issuer'"
   for n in "${names[@]}"; do
     local up="${n^^}" port; port="$(pacs_port "$n")"
     echo "export SIDECAR_PACS_${up}_URL=http://127.0.0.1:$port/dicom-web"
