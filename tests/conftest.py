@@ -9,6 +9,7 @@ idempotently loaded sample roster.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,8 +63,8 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """The SIDECAR_* settings that point a sidecar at this stack."""
-        out = stack_sh("env")
-        pairs = (line.removeprefix("export ").split("=", 1) for line in out.splitlines())
+        words = shlex.split(stack_sh("env"))  # `export NAME=value` lines, shell-quoted
+        pairs = (word.split("=", 1) for word in words if word != "export")
         return {key: value for key, value in pairs}
 
 
