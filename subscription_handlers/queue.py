@@ -177,6 +177,7 @@ class SyncQueue:
             return "skipped"
         with self._held_lock:
             self._held[patient_id] = token
+        log.info("sync start", extra={"patient_id": patient_id, "lease": token})
         try:
             try:
                 outcome = self.runner(patient_id)
@@ -209,6 +210,7 @@ class SyncQueue:
                 "status": outcome.status,
                 "studies": outcome.studies,
                 "attempt": claim.attempt,
+                "lease": token,
             },
         )
         return outcome.status
@@ -232,11 +234,14 @@ class SyncQueue:
             JOBS.labels("retry").inc()
             log.warning(
                 "sync failed, retrying",
-                extra={"patient_id": patient_id, "error": error, "delay": delay},
+                extra={"patient_id": patient_id, "error": error, "delay": delay, "lease": token},
             )
             return "retry"
         JOBS.labels("dead").inc()
-        log.error("sync failed, dead letter", extra={"patient_id": patient_id, "error": error})
+        log.error(
+            "sync failed, dead letter",
+            extra={"patient_id": patient_id, "error": error, "lease": token},
+        )
         return "dead"
 
     def renew_leases(self) -> int:

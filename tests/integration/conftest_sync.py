@@ -221,3 +221,96 @@ def sync_environment(stack, tmp_path: Path, *, redis_url: str | None = None, **e
     env.update(extra)
     (tmp_path / "data").mkdir(parents=True, exist_ok=True)
     return env, port
+
+
+# -- tiny studies: one small instance per PACS patient, cloned from the sample roster ----------
+
+TINY_ISSUER = "HOSP-A"
+
+
+def tiny_patient_id(n: int) -> str:
+    return f"SYNC-{n:04d}"
+
+
+def load_tiny_studies(pacs, count: int) -> dict[str, str]:
+    """PatientID -> StudyInstanceUID of ``count`` one-instance studies in ``pacs`` (idempotent)."""
+    import copy
+
+    from pydicom.uid import generate_uid
+
+    from sidecar.samples.generator import generate_studies
+    from sidecar.samples.loader import load_into_orthanc
+
+    template = None
+    for _study, instances in generate_studies():
+        for ds in instances:
+            size = len(getattr(ds, "PixelData", b"") or b"")
+            if template is None or size < template[0]:
+                template = (size, ds)
+    assert template is not None
+    base = template[1]
+    datasets, uids = [], {}
+    for n in range(1, count + 1):
+        patient_id = tiny_patient_id(n)
+        ds = copy.deepcopy(base)
+        ds.PatientID = patient_id
+        ds.IssuerOfPatientID = TINY_ISSUER
+        ds.PatientName = f"Sync^Test{n}"
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=["sync-study", patient_id])
+        ds.SeriesInstanceUID = generate_uid(entropy_srcs=["sync-series", patient_id])
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=["sync-sop", patient_id])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.AccessionNumber = f"SA{n:05d}"
+        datasets.append(ds)
+        uids[patient_id] = ds.StudyInstanceUID
+    report = load_into_orthanc(datasets, base_url=pacs.base_url, auth=pacs.auth, workers=4)
+    assert not report.failed, report
+    return uids
+
+
+# -- reading what happened -------------------------------------------------------------------
+
+
+def read_queue(env: dict[str, str]):
+    """A SyncQueue on the same storage as the processes under test (read-mostly)."""
+    from subscription_handlers.queue import SyncQueue
+    from subscription_handlers.settings import SyncSettings
+
+    return SyncQueue(SyncSettings.from_env(env), runner=lambda pid: None)
+
+
+def sync_intervals(logs: list[Path]) -> dict[str, list[tuple[float, float, str]]]:
+    """Per patient, the (start, end, lease) of every sync run found in the JSON logs."""
+    import json
+    from datetime import datetime
+
+    starts: dict[str, tuple[float, str]] = {}
+    runs: dict[str, list[tuple[float, float, str]]] = {}
+    for path in logs:
+        for line in path.read_text().splitlines():
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            lease = entry.get("lease")
+            if not lease or entry.get("logger") != "subscription_handlers.queue":
+                continue
+            ts = datetime.fromisoformat(entry["ts"]).timestamp()
+            if entry["msg"] == "sync start":
+                starts[lease] = (ts, entry["patient_id"])
+            elif lease in starts:
+                begun, patient_id = starts.pop(lease)
+                runs.setdefault(patient_id, []).append((begun, ts, lease))
+    for lease, (begun, patient_id) in starts.items():  # cut short by kill -9
+        runs.setdefault(patient_id, []).append((begun, float("inf"), lease))
+    return runs
+
+
+def overlapping(runs: dict[str, list[tuple[float, float, str]]]) -> list[str]:
+    """Patients with two runs at once (a killed run counts until its lease was taken)."""
+    bad = []
+    for patient_id, items in runs.items():
+        items = sorted(items)
+        for (_s1, e1, _), (s2, _e2, _) in zip(items, items[1:], strict=False):
+            if s2 < e1 and e1 != float("inf"):
+                bad.append(patient_id)
+    return bad
