@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from sidecar.cli_sync import add_sync_parser
 from sidecar.convert import add_convert_parser
 
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicom-fhir", description="DICOM to FHIR R4 tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_convert_parser(subparsers)
+    add_sync_parser(subparsers)
     return parser
 
 
