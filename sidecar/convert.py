@@ -207,11 +207,12 @@ def build_bundle(
     """A collection or (idempotent) transaction Bundle of Patients then ImagingStudies."""
     entries = list(patient_entries)
     for study in studies:
-        entry: dict[str, Any] = {"resource": study}
+        # Every entry has a fullUrl: R4 allows it to be left out only on a POST, and HAPI's
+        # Bundle validation rejects a transaction PUT entry without one.
+        full_url = f"urn:uuid:{uuid.uuid5(_NAMESPACE, 'ImagingStudy/' + study['id'])}"
+        entry: dict[str, Any] = {"fullUrl": full_url, "resource": study}
         if bundle_type == "transaction":
             entry["request"] = {"method": "PUT", "url": f"ImagingStudy/{study['id']}"}
-        else:
-            entry["fullUrl"] = f"urn:uuid:{uuid.uuid5(_NAMESPACE, 'ImagingStudy/' + study['id'])}"
         entries.append(entry)
     return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
 

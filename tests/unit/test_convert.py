@@ -44,6 +44,8 @@ def test_transaction_is_idempotent_put_and_conditional_create(folder):
     validate_r4(bundle)
     for entry in bundle["entry"]:
         resource, request = entry["resource"], entry["request"]
+        # R4 lets fullUrl be empty only on a POST (HAPI's Bundle $validate: an error)
+        assert entry["fullUrl"].startswith("urn:uuid:") or request["method"] == "POST"
         if resource["resourceType"] == "ImagingStudy":
             assert request == {"method": "PUT", "url": f"ImagingStudy/{resource['id']}"}
             uid = resource["identifier"][0]["value"].removeprefix("urn:oid:")
