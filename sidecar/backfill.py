@@ -371,7 +371,7 @@ class BackfillReport:
         rate = self.instances / self.seconds if self.seconds else 0.0
         lines = [
             f"backfill: {self.windows} window(s) ({self.windows_skipped} done before), "
-            f"{self.patients} patient(s) ({self.patients_skipped} done before, "
+            f"{self.patients} patient-window(s) synced ({self.patients_skipped} done before, "
             f"{self.patients_created} created), {self.studies} stud(ies), "
             f"{self.instances} instance(s) in {self.seconds:.1f} s ({rate:.0f} instances/s)",
             f"ImagingStudy: {self.created} created, {self.updated} updated, "
@@ -491,7 +491,7 @@ class Backfill:
             log.info("Patient created", extra={"patient_id": patient_id, "pacs": self.options.pacs})
         return patient_id
 
-    def sync_patient(self, window: Window, group: PatientGroup) -> None:
+    def sync_patient(self, window: Window, group: PatientGroup) -> bool:
         """One patient's studies of one window; transient failures are retried."""
         for attempt in range(1, self.options.attempts + 1):
             try:
@@ -503,11 +503,11 @@ class Backfill:
                 log.info("retrying a patient", extra={"error": str(exc), "delay": delay})
                 time.sleep(delay)
 
-    def _sync_patient(self, window: Window, group: PatientGroup) -> None:
+    def _sync_patient(self, window: Window, group: PatientGroup) -> bool:
         who = group.patient
         patient_id = self.resolve_patient(who, group.record)
         if patient_id is None:
-            return  # permanent until the data or the configuration changes: reported
+            return False  # permanent until the data or the configuration changes: reported
         result = self.fetch(
             FetchRequest(
                 patient_id=patient_id,
@@ -520,6 +520,7 @@ class Backfill:
             self.report.created += result.created
             self.report.updated += result.updated
             self.report.unchanged += result.unchanged
+        return True
 
     def _note(self, kind: str, message: str) -> None:
         log.warning("backfill: patient %s", kind, extra={"detail": message})
@@ -568,7 +569,7 @@ class Backfill:
                     for future in finished:
                         window, group = futures.pop(future)
                         try:
-                            future.result()
+                            synced = future.result()
                         except (FetchError, OSError) as exc:
                             failed_windows.add(window.label)
                             self._note("failed", f"{group.patient.key} [{window.label}]: {exc}")
@@ -576,10 +577,11 @@ class Backfill:
                             self.checkpoint.mark_patient(
                                 window.label, group.patient.key, group.instances
                             )
-                            with self._report_lock:
-                                self.report.patients += 1
-                                self.report.studies += len(group.study_uids)
-                                self.report.instances += group.instances
+                            if synced:
+                                with self._report_lock:
+                                    self.report.patients += 1
+                                    self.report.studies += len(group.study_uids)
+                                    self.report.instances += group.instances
                         left[window.label] -= 1
                         if left[window.label] == 0 and window.label not in failed_windows:
                             self._finish_window(window, window_groups[window.label])
