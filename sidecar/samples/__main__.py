@@ -1,4 +1,5 @@
-"""``python -m sidecar.samples write DIR`` / ``python -m sidecar.samples load --orthanc URL``."""
+"""``python -m sidecar.samples write DIR`` / ``load --orthanc URL`` / ``seed --orthanc URL
+--fhir URL [--wait]`` (the roster into Orthanc, then the demo Patient on the FHIR server)."""
 
 from __future__ import annotations
 
@@ -69,11 +70,88 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ld.add_argument("--workers", type=int, default=8, metavar="N")
     _sizing(ld)
+
+    sd = sub.add_parser(
+        "seed",
+        help="load the sample roster into Orthanc and create the demo Patient on the FHIR "
+        "server (docker-compose's seeder; safe to repeat)",
+    )
+    sd.add_argument("--orthanc", required=True, metavar="URL")
+    sd.add_argument("--fhir", required=True, metavar="URL", help="FHIR base URL")
+    sd.add_argument("--user", default=None, metavar="U", help="default: SIDECAR_PACS_MAIN_USERNAME")
+    sd.add_argument(
+        "--password",
+        default=None,
+        metavar="P",
+        help="default: SIDECAR_PACS_MAIN_PASSWORD or ORTHANC_PASSWORD",
+    )
+    sd.add_argument("--wait", action="store_true", help="wait until both servers answer")
+    sd.add_argument("--wait-timeout", type=float, default=600.0, metavar="S")
+    sd.add_argument("--workers", type=int, default=4, metavar="N")
     return parser
+
+
+def _wait_until_up(
+    urls: dict[str, str], auth: dict[str, tuple[str, str] | None], timeout: float
+) -> bool:
+    """Poll each URL until it answers 200 (HAPI takes a minute or more to start)."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    pending = dict(urls)
+    while pending:
+        for name, url in list(pending.items()):
+            try:
+                if requests.get(url, auth=auth.get(name), timeout=10).ok:
+                    print(f"{name} is up ({url})")
+                    del pending[name]
+            except requests.RequestException:
+                pass
+        if pending:
+            if time.monotonic() > deadline:
+                print(f"error: not up after {timeout:.0f} s: {', '.join(pending)}", file=sys.stderr)
+                return False
+            time.sleep(2)
+    return True
+
+
+def seed(args: argparse.Namespace) -> int:
+    from sidecar.demo import DEMO_SYSTEM, DEMO_VALUE, ensure_demo_patient
+
+    user = args.user or os.environ.get("SIDECAR_PACS_MAIN_USERNAME") or "orthanc"
+    password = (
+        args.password
+        or os.environ.get("SIDECAR_PACS_MAIN_PASSWORD")
+        or os.environ.get("ORTHANC_PASSWORD")
+    )
+    auth = (user, password) if password else None
+    orthanc = args.orthanc.rstrip("/")
+    fhir = args.fhir.rstrip("/")
+    if args.wait and not _wait_until_up(
+        {"orthanc": f"{orthanc}/system", "fhir": f"{fhir}/metadata?_summary=true"},
+        {"orthanc": auth},
+        args.wait_timeout,
+    ):
+        return 1
+    datasets = (ds for _study, dss in generate_studies() for ds in dss)
+    try:
+        report = load_into_orthanc(datasets, base_url=orthanc, auth=auth, workers=args.workers)
+    except OrthancUnavailable as exc:
+        print(f"error: Orthanc not reachable: {exc}", file=sys.stderr)
+        return 1
+    print(f"sample roster: {report.summary()}")
+    if not report.ok:
+        return 1
+    patient, created = ensure_demo_patient(fhir)
+    state = "created" if created else "already there"
+    print(f"demo Patient/{patient['id']} ({DEMO_SYSTEM}|{DEMO_VALUE}): {state}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "seed":
+        return seed(args)
     started = time.perf_counter()
     studies = 0
 
