@@ -44,6 +44,8 @@ export SIDECAR_SHARED_SECRET
 pacs_port() {
   local name="$1" var="STACK_PACS_PORT_${1^^}"
   if [[ -n "${!var:-}" ]]; then echo "${!var}"; return; fi
+  # a PACS started earlier with STACK_PACS_PORT_<NAME> remembers its port
+  if [[ -s "$RUN/pacs-$name.port" ]]; then cat "$RUN/pacs-$name.port"; return; fi
   case "$name" in
     main) echo 8042 ;;
     second) echo 8043 ;;
@@ -132,7 +134,7 @@ stop_component() {
     fi
     sleep 0.2
   done
-  rm -f "$RUN/$comp.pid"
+  rm -f "$RUN/$comp.pid" "$RUN/$comp.port"
 }
 
 # --- components ----------------------------------------------------------------------------
@@ -183,6 +185,7 @@ start_pacs() {
   (umask 077; write_orthanc_config "$name" "$port" "$dicom_port" "$dir")
   log "starting Orthanc '$name' on 127.0.0.1:$port (DICOM $dicom_port)"
   spawn "$comp" Orthanc "$dir/config/"
+  echo "$port" >"$RUN/$comp.port"
   wait_http "$comp" "http://127.0.0.1:$port/system" "$(cat "$RUN/$comp.pid")" -u "$ORTHANC_USERNAME:$ORTHANC_PASSWORD"
 }
 
