@@ -8,8 +8,10 @@ per StudyInstanceUID, so the result does not depend on file order or chunking.
 Transaction bundles are idempotent: ImagingStudy entries are ``PUT ImagingStudy/{id}``
 with the deterministic id of :func:`~sidecar.mapping.imaging_study_id`; Patients built
 from the headers (when no ``--patient`` is given) are conditional creates on their
-identifier (``ifNoneExist``), or a ``PUT`` on a deterministic id when the data has no
-PatientID. Posting the same bundle twice creates nothing twice.
+identifier (``ifNoneExist``) when that identifier has a system, else a ``PUT`` on a
+deterministic id of (PatientID, IssuerOfPatientID): a search on ``identifier=|value``
+cannot tell two issuers apart (the issuer is only ``assigner.display``), and HAPI would
+merge their Patients into one. Posting the same bundle twice creates nothing twice.
 """
 
 from __future__ import annotations
@@ -184,15 +186,15 @@ def _patient_entry(
     entry: dict[str, Any] = {"fullUrl": full_url, "resource": patient}
     if bundle_type == "transaction":
         identifiers = patient.get("identifier") or []
-        if identifiers:
+        if identifiers and identifiers[0].get("system"):
             ident = identifiers[0]
-            token = f"{ident.get('system', '')}|{ident['value']}"
+            token = f"{ident['system']}|{ident['value']}"
             entry["request"] = {
                 "method": "POST",
                 "url": "Patient",
                 "ifNoneExist": f"identifier={token}",
             }
-        else:
+        else:  # no PatientID, or an issuer that is not a URI/OID: the key decides
             patient_id = "dcm-pt-" + uuid.uuid5(_NAMESPACE, json.dumps(key)).hex[:24]
             patient["id"] = patient_id
             entry["request"] = {"method": "PUT", "url": f"Patient/{patient_id}"}

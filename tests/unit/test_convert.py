@@ -107,3 +107,23 @@ def test_cli(folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "non-DICOM skipped 2" in err and "studies: 3" in err
     assert main(["convert", str(folder), "--timezone", "Nowhere/Zone"]) == 2
+
+
+def test_same_patient_id_under_two_plain_issuers_stays_two_patients(tmp_path):
+    # HOSP-A/HOSP-B are no URI/OID: the identifier has no system, so a conditional create
+    # on "identifier=|P-SAME" would make HAPI merge both into one Patient (seen on HAPI).
+    from sidecar.samples.generator import SamplePatient, generate_studies, write_files
+
+    same = [
+        SamplePatient("P-SAME", "HOSP-A", "Same^Alpha", "19500505", "M"),
+        SamplePatient("P-SAME", "HOSP-B", "Same^Beta", "19830830", "F"),
+    ]
+    studies = generate_studies(patients=same, series_per_study=1, instances_per_series=1)
+    write_files([ds for _, instances in studies for ds in instances], tmp_path)
+    bundle, _ = convert_paths([tmp_path], bundle_type="transaction", workers=1)
+    validate_r4(bundle)
+    requests = [e["request"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert len(requests) == 2 and all(r["method"] == "PUT" for r in requests)
+    assert requests[0]["url"] != requests[1]["url"]
+    subjects = {e["resource"]["subject"]["reference"] for e in bundle["entry"][2:]}
+    assert subjects == {e["fullUrl"] for e in bundle["entry"][:2]}
