@@ -52,7 +52,7 @@ def dicom_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def convert(folder: Path, out: Path, *args: str) -> dict[str, Any]:
+def convert(folder: Path, out: Path, *args: str, studies: int = 3) -> dict[str, Any]:
     """Run the real CLI (``python -m sidecar.cli convert``) and return its Bundle."""
     done = subprocess.run(
         [sys.executable, "-m", "sidecar.cli", "convert", str(folder), "--out", str(out), *args],
@@ -62,7 +62,7 @@ def convert(folder: Path, out: Path, *args: str) -> dict[str, Any]:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "studies: 3" in done.stderr, done.stderr
+    assert f"studies: {studies}," in done.stderr, done.stderr
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -112,6 +112,14 @@ def post_transaction(session: requests.Session, fhir_base: str, bundle: dict) ->
     assert reply["type"] == "transaction-response"
     assert len(reply["entry"]) == len(bundle["entry"])
     return [e["response"] for e in reply["entry"]]
+
+
+def patient_query(entry: dict[str, Any]) -> str:
+    """The search for a header Patient: its conditional-create query, or its identifier."""
+    if "ifNoneExist" in entry["request"]:
+        return entry["request"]["ifNoneExist"]
+    ident = entry["resource"]["identifier"][0]  # no system: PUT on a deterministic id
+    return f"identifier={ident.get('system', '')}|{ident['value']}"
 
 
 def unversioned(location: str) -> str:
@@ -207,11 +215,9 @@ def test_transaction_posted_twice_stores_each_study_once(
         if entry["resource"]["resourceType"] == "Patient"
     }
     for entry in patient_entries:
-        query = entry["request"].get("ifNoneExist")
-        assert query, "every header Patient here has a PatientID: conditional create"
-        assert count(fhir_http, base, f"Patient?{query}") == 1, query
+        assert count(fhir_http, base, f"Patient?{patient_query(entry)}") == 1, entry["request"]
         stored = fhir_http.get(f"{base}/{landed[entry['fullUrl']]}", timeout=60).json()
-        assert without_meta(stored, "id") == entry["resource"]
+        assert without_meta(stored, "id") == without_meta(entry["resource"], "id")
     if given:
         assert count(fhir_http, base, "Patient?identifier=urn:example:test:convert|given-1") == 1
 
@@ -223,3 +229,29 @@ def test_transaction_posted_twice_stores_each_study_once(
         subject = study["subject"]["reference"]
         expected = {**study, "subject": {"reference": given or landed[subject]}}
         assert without_meta(stored) == expected
+
+
+def test_same_patient_id_under_two_issuers_stays_two_patients(
+    clean_fhir: Stack, fhir_http: requests.Session, tmp_path: Path
+) -> None:
+    """P-SAME under HOSP-A and HOSP-B (issuers that are no URI: identifiers without a
+    system) must not be merged into one Patient by the transaction, on either post."""
+    base = clean_fhir.fhir_base
+    same = [p for p in sample_patients() if p.patient_id == "P-SAME"]
+    assert {p.issuer for p in same} == {"HOSP-A", "HOSP-B"}
+    studies = generate_studies(patients=same, series_per_study=1, instances_per_series=1, seed=SEED)
+    write_files([ds for _, instances in studies for ds in instances], tmp_path / "dicom")
+    bundle = convert(
+        tmp_path / "dicom", tmp_path / "bundle.json", "--bundle", "transaction", studies=2
+    )
+
+    post_transaction(fhir_http, base, bundle)
+    post_transaction(fhir_http, base, bundle)
+    assert count(fhir_http, base, "Patient?identifier=|P-SAME") == 2
+    given_names = {}
+    for study in resources(bundle, "ImagingStudy"):
+        stored = fhir_http.get(f"{base}/ImagingStudy/{study['id']}", timeout=60).json()
+        reference = stored["subject"]["reference"]
+        subject = fhir_http.get(f"{base}/{reference}", timeout=60).json()
+        given_names[reference] = subject["name"][0]["given"][0]
+    assert sorted(given_names.values()) == ["Alpha", "Beta"], given_names
