@@ -107,7 +107,9 @@ class Registrar:
 
     def _get(self, path: str) -> dict[str, Any] | None:
         response = self.session.get(
-            f"{self.base}/{path}", timeout=self.settings.fhir_timeout_seconds
+            f"{self.base}/{path}",
+            headers={"Cache-Control": "no-cache"},  # HAPI caches searches for 60 s
+            timeout=self.settings.fhir_timeout_seconds,
         )
         if response.status_code in (404, 410):
             return None
@@ -190,7 +192,11 @@ class Registrar:
         """PUT OperationDefinition/fetch-imaging when it differs; ``created|updated|unchanged``."""
         desired = operation_definition()
         path = f"OperationDefinition/{desired['id']}"
-        current = self._get(path)
+        # HAPI answers a *read* of OperationDefinition/{id} from its CapabilityStatement
+        # provider (HAPI-2249 for stored ones), so the stored resource is found by search.
+        found = self._get(f"OperationDefinition?_id={desired['id']}")
+        entries = (found or {}).get("entry", [])
+        current = entries[0]["resource"] if entries else None
         if current is not None and _content(current) == _content(desired):
             return "unchanged"
         self._put(path, desired)
