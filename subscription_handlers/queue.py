@@ -261,12 +261,17 @@ class SyncQueue:
     def reconcile(self) -> list[str]:
         """Queue again owed work that no message or live worker covers (after a crash)."""
         requeued = []
-        for patient_id in self.ledger.ids("pending"):
+        pending = self.ledger.ids("pending")
+        if not pending:
+            return requeued
+        with_message = self._patients_with_messages()
+        for patient_id in pending:
             now = self.clock()
+            has_message = None if with_message is None else patient_id in with_message
             if self.ledger.update(
                 patient_id,
-                lambda s, n=now: sm.reconcile(
-                    s, n, self.settings.stale_queued_seconds, owner_is_dead
+                lambda s, n=now, m=has_message: sm.reconcile(
+                    s, n, self.settings.stale_queued_seconds, owner_is_dead, m
                 ),
             ):
                 self._enqueue(patient_id)
@@ -274,6 +279,15 @@ class SyncQueue:
         if requeued:
             log.warning("re-queued lost or stale sync jobs", extra={"count": len(requeued)})
         return requeued
+
+    def _patients_with_messages(self) -> set[str] | None:
+        """Patients with a queued or scheduled message (None when the queue can't be read)."""
+        try:
+            tasks = list(self.huey.pending()) + list(self.huey.scheduled())
+        except Exception:  # noqa: BLE001 - fall back to the stale-flag rule
+            log.exception("could not list queued messages")
+            return None
+        return {str(t.args[0]) for t in tasks if t.args}
 
     # -- operators -------------------------------------------------------------------------
 

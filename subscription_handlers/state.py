@@ -212,14 +212,24 @@ def reconcile(
     now: float,
     stale_seconds: float,
     is_dead_owner: Callable[[str], bool] | None = None,
+    has_message: bool | None = None,
+    lost_grace: float = 5.0,
 ) -> tuple[PatientSyncState | None, bool]:
-    """Owed work that no message or live worker covers: returns True to enqueue it again."""
+    """Owed work that no message or live worker covers: returns True to enqueue it again.
+
+    ``has_message``: whether the queue holds a message for the patient (None: unknown). A
+    ``queued`` flag without a message older than ``lost_grace`` means the message was
+    taken by a worker that died before claiming it; without that knowledge the flag is
+    trusted for ``stale_seconds``.
+    """
     if state is None or not state.pending:
         return state, False
     if state.lease_live(now, is_dead_owner):
         return state, False
     if state.queued and state.queued_at is not None and state.queued_at > now - stale_seconds:
-        return state, False
+        lost = has_message is False and state.queued_at < now - lost_grace
+        if not lost:
+            return state, False
     return replace(state, lease=None, lease_until=None, queued=True, queued_at=now), True
 
 

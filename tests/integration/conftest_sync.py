@@ -187,11 +187,18 @@ class SyncStack:
         return "\n".join(f"== {p.log.name}\n{p.log.read_text()[-4000:]}" for p in self.procs)
 
 
-def sync_environment(stack, tmp_path: Path, *, redis_url: str | None = None, **extra: str):
-    """The environment for sidecar and workers: the stack's settings + a fresh queue."""
+def sync_environment(
+    stack, tmp_path: Path, *, redis_url: str | None = None, port: int | None = None, **extra: str
+):
+    """The environment for sidecar and workers: the stack's settings + a fresh queue.
+
+    Tests of one module share ``port`` (and so one Subscription): HAPI keeps retrying
+    deliveries to a deleted Subscription's endpoint until its scheduled reload (~1 min), so
+    a Subscription per test would pile up retries against stopped sidecars and slow HAPI.
+    """
     from tests.integration.conftest import identifier_mappings
 
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
     env.update(stack.env())
     env.update(
@@ -202,9 +209,10 @@ def sync_environment(stack, tmp_path: Path, *, redis_url: str | None = None, **e
             "SIDECAR_PACS_CONNECT_TIMEOUT_SECONDS": "1",
             "SIDECAR_DATA_DIR": str(tmp_path / "data"),
             "SIDECAR_QUEUE_PATH": str(tmp_path / "data" / "queue.sqlite3"),
-            "SIDECAR_QUEUE_NAME": f"sync-test-{port}",
+            "SIDECAR_QUEUE_NAME": f"sync-test-{tmp_path.name}",
             "SIDECAR_NOTIFY_URL": f"http://127.0.0.1:{port}/notify",
-            "SIDECAR_SUBSCRIPTION_ID": "dicom-fhir-sidecar-test",
+            "SIDECAR_SUBSCRIPTION_ID": f"dicom-fhir-sidecar-test-{port}",
+            "SIDECAR_SUBSCRIPTION_ACTIVATION_TIMEOUT_SECONDS": "120",
             "SIDECAR_SYNC_RETRY_DELAY_SECONDS": "1",
             "SIDECAR_SYNC_RETRY_BACKOFF": "1.5",
             "SIDECAR_SYNC_RETRY_MAX_DELAY_SECONDS": "5",
@@ -314,3 +322,48 @@ def overlapping(runs: dict[str, list[tuple[float, float, str]]]) -> list[str]:
             if s2 < e1 and e1 != float("inf"):
                 bad.append(patient_id)
     return bad
+
+
+def notifications_logged(logs: list[Path], patient_ids: set[str]) -> int:
+    """How many notifications for these patients the sidecar's web processes answered."""
+    import json
+
+    count = 0
+    for path in logs:
+        for line in path.read_text().splitlines():
+            if '"msg": "notification"' not in line:
+                continue
+            entry = json.loads(line)
+            if entry.get("patient_id") in patient_ids and entry.get("reason") == "update":
+                count += 1
+    return count
+
+
+class AckServer:
+    """A loopback HTTP server answering 200 to anything: a live endpoint for Subscriptions
+    whose deliveries a test does not care about (a dead one makes HAPI retry for minutes)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Ack(BaseHTTPRequestHandler):
+            def _ok(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_PUT = do_POST = do_DELETE = do_GET = _ok
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Ack)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

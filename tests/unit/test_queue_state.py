@@ -146,3 +146,11 @@ def test_state_round_trips_through_its_dict():
     assert PatientSyncState.from_dict(state.to_dict()) == state
     as_text = {k: (str(v) if v is not None else "") for k, v in state.to_dict().items()}
     assert PatientSyncState.from_dict(as_text) == state
+
+
+def test_reconcile_requeues_a_queued_flag_whose_message_is_gone():
+    state = requested(now=0.0)  # a worker took the message and died before claiming it
+    assert sm.reconcile(state, 3.0, 60, has_message=False)[1] is False  # grace: enqueue racing
+    assert sm.reconcile(state, 10.0, 60, has_message=True)[1] is False
+    assert sm.reconcile(state, 10.0, 60, has_message=None)[1] is False
+    assert sm.reconcile(state, 10.0, 60, has_message=False)[1] is True

@@ -1,0 +1,97 @@
+"""Registration on the real HAPI: idempotent, activated, repaired when removed; /healthz."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+
+from subscription_handlers.registration import Registrar
+from subscription_handlers.settings import SyncSettings
+from tests.integration.conftest_sync import AckServer, SyncStack, sync_environment, wait_until
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def ack_server():
+    server = AckServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def registrar(stack, tmp_path, ack_server):
+    env, _port = sync_environment(
+        stack,
+        tmp_path,
+        port=ack_server.port,
+        SIDECAR_SUBSCRIPTION_ID="dicom-fhir-sidecar-regtest",
+        SIDECAR_REGISTRATION_CHECK_SECONDS="1",
+    )
+    registrar = Registrar(SyncSettings.from_env(env))
+    yield registrar
+    registrar.session.delete(f"{registrar.base}/Subscription/dicom-fhir-sidecar-regtest")
+
+
+def test_registration_is_idempotent_and_the_subscription_becomes_active(registrar):
+    first = registrar.register_all(wait=True)
+    assert first["subscription"]["status"] == "active"
+    assert first["operation_definition"] in ("created", "updated", "unchanged")
+    version = registrar._get("Subscription/dicom-fhir-sidecar-regtest")["meta"]["versionId"]
+    again = registrar.register_all(wait=True)
+    assert again == {
+        "operation_definition": "unchanged",
+        "subscription": {
+            "id": "dicom-fhir-sidecar-regtest",
+            "status": "active",
+            "action": "unchanged",
+        },
+    }
+    stored = registrar._get("Subscription/dicom-fhir-sidecar-regtest")
+    assert stored["meta"]["versionId"] == version  # nothing was rewritten
+    assert stored["criteria"] == "Patient?"
+    assert stored["channel"]["payload"] == "application/fhir+json"
+    op = registrar._get("OperationDefinition/fetch-imaging")
+    assert op["code"] == "fetch-imaging" and op["url"].endswith("/fetch-imaging")
+
+
+def test_a_removed_subscription_is_registered_again(registrar):
+    stop = threading.Event()
+    watcher = threading.Thread(target=registrar.watch, args=(stop,), daemon=True)
+    watcher.start()
+    try:
+        wait_until(lambda: registrar.subscription_status()["status"] == "active", 60)
+        url = f"{registrar.base}/Subscription/dicom-fhir-sidecar-regtest"
+        assert registrar.session.delete(url).ok
+        wait_until(lambda: registrar.subscription_status()["status"] == "missing", 10, 0.05)
+        wait_until(lambda: registrar.subscription_status()["status"] == "active", 30, what="repair")
+    finally:
+        stop.set()
+        watcher.join(10)
+
+
+def test_healthz_reports_the_subscription_and_the_queue(stack, tmp_path, fhir):
+    env, port = sync_environment(stack, tmp_path)
+    running = SyncStack(env, port, tmp_path)
+    running.start_web()
+    registrar = Registrar(SyncSettings.from_env(env))
+    try:
+        registrar.register_all(wait=True)
+        body = requests.get(f"{running.url}/healthz", timeout=30).json()
+        assert body["sync"]["subscription"]["status"] == "active"
+        assert body["sync"]["queue"]["backend"] == "sqlite"
+        assert body["sync"]["queue"]["dead"] == 0
+        assert body["sync"]["status"] == "ok"
+        registrar.session.delete(
+            f"{registrar.base}/Subscription/{registrar.settings.subscription_id}"
+        )
+        body = requests.get(f"{running.url}/healthz", timeout=30).json()
+        assert body["sync"]["subscription"]["status"] == "missing"
+        assert body["sync"]["status"] == "degraded"
+    finally:
+        registrar.session.delete(
+            f"{registrar.base}/Subscription/{registrar.settings.subscription_id}"
+        )
+        running.stop_all()
