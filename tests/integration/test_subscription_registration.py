@@ -53,7 +53,8 @@ def test_registration_is_idempotent_and_the_subscription_becomes_active(registra
     assert stored["meta"]["versionId"] == version  # nothing was rewritten
     assert stored["criteria"] == "Patient?"
     assert stored["channel"]["payload"] == "application/fhir+json"
-    op = registrar._get("OperationDefinition/fetch-imaging")
+    # searched, not read: HAPI answers reads of OperationDefinition/{id} from its own
+    op = registrar._get("OperationDefinition?_id=fetch-imaging")["entry"][0]["resource"]
     assert op["code"] == "fetch-imaging" and op["url"].endswith("/fetch-imaging")
 
 
