@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import CLEARED_TYPES, clear_fhir
+
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = {
     "HOSP-A": "urn:example:mrn:hosp-a",
@@ -148,18 +150,8 @@ class FhirHelper:
             )
         return out
 
-    def clear(self, types=("ImagingStudy", "Endpoint", "Patient")) -> None:
-        for resource_type in types:
-            while ids := [r["id"] for r in self.search(f"{resource_type}?_elements=id&_count=500")]:
-                bundle = {
-                    "resourceType": "Bundle",
-                    "type": "transaction",
-                    "entry": [
-                        {"request": {"method": "DELETE", "url": f"{resource_type}/{i}"}}
-                        for i in ids
-                    ],
-                }
-                self.http.post(self.base, json=bundle).raise_for_status()
+    def clear(self, types=CLEARED_TYPES) -> None:
+        clear_fhir(self.http, self.base, types)
 
     def studies_of(self, patient_id: str) -> list[dict]:
         return self.search(f"ImagingStudy?subject=Patient/{patient_id}&_count=200")

@@ -131,9 +131,14 @@ def test_concurrent_fetches_leave_no_duplicates(sidecar, fhir, sample_data, stac
 def test_endpoint_and_uids_retrieve_the_instance(sidecar, fhir, sample_data, stack):
     fhir.put_patient("t-wado", [("HOSP-A", "P-1003")])
     bundle = sidecar.fetch("t-wado").json()
-    endpoint = next(e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "include")
-    assert endpoint["connectionType"]["code"] == "dicom-wado-rs"
     study = bundle_studies(bundle)[0]
+    endpoints = {
+        f"Endpoint/{e['resource']['id']}": e["resource"]
+        for e in bundle["entry"]
+        if e["search"]["mode"] == "include"
+    }
+    endpoint = endpoints[study["endpoint"][0]["reference"]]  # the client's own step
+    assert endpoint["connectionType"]["code"] == "dicom-wado-rs"
     series = study["series"][0]
     instance = series["instance"][0]
     pacs = stack.pacs["main"]
@@ -222,3 +227,49 @@ def test_pacs_stopped_gives_502_or_504_within_the_timeout(sidecar, fhir, sample_
         assert health.json()["checks"]["pacs:main"]["status"] == "down"
     finally:
         stack.start_pacs("main")
+
+
+@pytest.fixture(scope="module")
+def second_pacs_studies(stack, sample_data) -> dict[str, set[str]]:
+    """P-1003 (HOSP-A) in both PACS: its roster study copied to PACS second, plus a study
+    that only PACS second holds."""
+    from sidecar.samples import generate_studies, load_into_orthanc, sample_patients
+
+    patient = next(p for p in sample_patients() if p.patient_id == "P-1003")
+    pacs = stack.pacs["second"]
+    uids: dict[str, set[str]] = {"both": set(), "second_only": set()}
+    for seed, kind in ((0, "both"), (7, "second_only")):
+        for study, instances in generate_studies(patients=[patient], seed=seed):
+            report = load_into_orthanc(instances, base_url=pacs.base_url, auth=pacs.auth)
+            assert not report.failed
+            uids[kind].add(study.study_uid)
+    return uids
+
+
+def test_fetch_unites_two_pacs_with_one_endpoint_each(sidecar, fhir, stack, second_pacs_studies):
+    fhir.put_patient("t-two-pacs", [("HOSP-A", "P-1003")])
+    in_main = orthanc_study_uids(stack.pacs["main"], "P-1003", "HOSP-A")
+    in_second = orthanc_study_uids(stack.pacs["second"], "P-1003", "HOSP-A")
+    assert second_pacs_studies["both"] <= in_main & in_second
+    assert second_pacs_studies["second_only"] <= in_second - in_main
+
+    r = sidecar.fetch("t-two-pacs")
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    studies = {study_uid(s): s for s in bundle_studies(bundle)}
+    assert set(studies) == in_main | in_second  # one ImagingStudy per study, none twice
+
+    endpoints = {
+        e["resource"]["id"]: e["resource"]["address"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Endpoint"
+    }
+    assert endpoints["dicomweb-main"].startswith(stack.pacs["main"].base_url)
+    assert endpoints["dicomweb-second"].startswith(stack.pacs["second"].base_url)
+    for uid, study in studies.items():
+        expected = {
+            f"Endpoint/dicomweb-{name}"
+            for name, held in (("main", in_main), ("second", in_second))
+            if uid in held
+        }
+        assert {ref["reference"] for ref in study["endpoint"]} == expected, uid
