@@ -420,25 +420,10 @@ class Backfill:
 
     def window_studies(self, window: Window) -> list[Record]:
         """Every study-level record of the window, paged, kept only if exactly in it."""
-        date_range = window.label
-        kept: list[Record] = []
-        offset = 0
-        page_size = self.client.page_size
-        while True:
-            query = qido.query_string(
-                [(qido.STUDY_DATE, date_range)],
-                fields=(*qido.STUDY_FIELDS, *PATIENT_FIELDS),
-                limit=page_size,
-                offset=offset,
-            )
-            # PacsClient's transport: timeouts, retries and error translation included
-            page, more = self.client._get_json(  # noqa: SLF001
-                f"{self.pacs_settings.url}/studies?{query}", level="study"
-            )
-            kept += [r for r in page if qido.matches_criteria(r, window.criteria)]
-            offset += len(page)
-            if not page or (len(page) < page_size and not more):
-                return kept
+        pages = self.client.study_pages(
+            [(qido.STUDY_DATE, window.label)], fields=(*qido.STUDY_FIELDS, *PATIENT_FIELDS)
+        )
+        return [r for page in pages for r in page if qido.matches_criteria(r, window.criteria)]
 
     def discover(self) -> Iterator[tuple[Window, dict[DicomPatient, PatientGroup]]]:
         for window in self.windows:
@@ -609,16 +594,7 @@ def create_patient_if_none_exist(
     with this identifier, and whether this call created it. Idempotent across kills."""
     condition = f"identifier={system}|{value}"
 
-    def post() -> tuple[Any, int]:
-        return store.client._do_request(  # noqa: SLF001 - the pooled client's own request
-            "post",
-            "Patient",
-            data=patient,
-            extra_headers={"If-None-Exist": condition},
-            returning_status=True,
-        )
-
-    body, status = store._call(post)  # noqa: SLF001 - same error translation as all writes
+    body, status = store.create_if_none_exist(patient, condition)
     if isinstance(body, dict) and body.get("id"):
         return str(body["id"]), status == 201
     found = store.find_patients(system, value)  # HAPI may answer 200 with an empty body

@@ -146,6 +146,19 @@ class FhirStore:
         response = self._call(lambda: self.client.execute("", method="post", data=bundle))
         return list((response or {}).get("entry", []))
 
+    def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[Any, int]:
+        """Conditional create (``If-None-Exist: <condition>``): the answer's body and status
+        (201 created, 200 an existing match; HAPI may send no body for the latter)."""
+        return self._call(
+            lambda: self.client._do_request(  # noqa: SLF001 - our pooled subclass's request
+                "post",
+                resource["resourceType"],
+                data=resource,
+                extra_headers={"If-None-Exist": condition},
+                returning_status=True,
+            )
+        )
+
     # -- errors --------------------------------------------------------------------------
 
     def _call(self, action):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -82,12 +82,8 @@ class PacsClient:
         """All studies of one patient identifier, paged with limit/offset, checked exactly."""
         filters = qido.study_filters(patient_id, issuer, criteria)
         kept: list[Record] = []
-        dropped = requests_made = offset = 0
-        while True:
-            query = qido.query_string(
-                filters, fields=qido.STUDY_FIELDS, limit=self.page_size, offset=offset
-            )
-            page, more = self._get_json(f"{self.settings.url}/studies?{query}", level="study")
+        dropped = requests_made = 0
+        for page in self.study_pages(filters, fields=qido.STUDY_FIELDS):
             requests_made += 1
             for record in page:
                 if qido.is_exact_patient(record, patient_id, issuer) and qido.matches_criteria(
@@ -103,10 +99,21 @@ class PacsClient:
                             "study_uid": qido.first_value(record, qido.STUDY_INSTANCE_UID),
                         },
                     )
+        return PatientStudies(kept, dropped, requests_made)
+
+    def study_pages(
+        self, filters: list[tuple[str, str]], *, fields: Iterable[str]
+    ) -> Iterator[list[Record]]:
+        """Study-level QIDO pages (limit/offset) until the PACS has no more; the caller
+        applies the exact checks. Filters must come from :mod:`sidecar.qido`."""
+        offset = 0
+        while True:
+            query = qido.query_string(filters, fields=fields, limit=self.page_size, offset=offset)
+            page, more = self._get_json(f"{self.settings.url}/studies?{query}", level="study")
+            yield page
             offset += len(page)
             if not page or (len(page) < self.page_size and not more):
-                break
-        return PatientStudies(kept, dropped, requests_made)
+                return
 
     def find_study(self, study_uid: str) -> Record | None:
         """The study-level record of one study, whoever's it is (None if the PACS lacks it)."""
