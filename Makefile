@@ -33,3 +33,4 @@ demo: install
 bench:
 	$(PYTHON) bench/convert.py
 	$(PYTHON) bench/fetch.py
+	$(PYTHON) bench/sync.py
