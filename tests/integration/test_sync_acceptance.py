@@ -260,3 +260,39 @@ def test_a_burst_of_500_patient_updates_is_all_synced(sync_stack, fhir, tiny_stu
 @pytest.mark.redis
 def test_a_burst_of_500_updates_with_redis_and_two_workers(sync_stack, fhir, tiny_studies):
     burst_case(sync_stack, fhir, tiny_studies, workers=2)
+
+
+def test_inactive_patients_are_not_synced_and_a_merge_syncs_the_survivor(
+    sync_stack, fhir, tiny_studies
+):
+    sync_stack.start_worker()
+    queue = read_queue(sync_stack.env)
+    put_patient(fhir, "sync-inactive", tiny_patient_id(91), active=False)
+    wait_until(
+        lambda: (s := queue.ledger.get("sync-inactive")) is not None and s.outcome == "inactive",
+        20,
+        what="inactive rule",
+    )
+    assert fhir.studies_of("sync-inactive") == []
+
+    # the survivor carries the identifier; the old record points to it (replaced-by)
+    put_patient(fhir, "sync-survivor", "NOSTUDY-survivor")
+    put_patient(
+        fhir,
+        "sync-merged",
+        tiny_patient_id(92),
+        active=False,
+        link=[{"type": "replaced-by", "other": {"reference": "Patient/sync-survivor"}}],
+    )
+    wait_until(
+        lambda: (s := queue.ledger.get("sync-merged")) is not None and s.outcome == "merged",
+        20,
+        what="merge rule",
+    )
+    put_patient(fhir, "sync-survivor", tiny_patient_id(92))
+    wait_until(
+        lambda: active_study_uids(fhir, "sync-survivor") == {tiny_studies[tiny_patient_id(92)]},
+        20,
+        what="the survivor's studies",
+    )
+    assert fhir.studies_of("sync-merged") == []
