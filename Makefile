@@ -1,13 +1,20 @@
 # The two commands a new user needs: `make demo` and `make test`. The rest are for developers.
-PYTHON ?= python3
+# Python runs in a virtual environment (.venv): Debian's own python3 refuses system-wide pip.
+VENV ?= .venv
+PYTHON ?= $(abspath $(VENV))/bin/python
+export PYTHON
 STACK := deploy/local/stack.sh
 export STACK_PACS ?= main second
 
 .PHONY: demo test stack stack-down install lint java-test py-test bench
 
-install: ## the Python package with its test extras, apt packages and the HAPI build
+$(VENV)/bin/python:
+	python3 -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv $(VENV); }
+
+install: $(VENV)/bin/python ## the Python package with its test extras, apt packages, the HAPI build
+	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -e '.[test]'
-	bash $(STACK) install
+	STACK_APT_EXTRA="redis-server docker-compose" bash $(STACK) install
 
 stack: install ## start HAPI + both Orthanc PACS (idempotent)
 	bash $(STACK) up
@@ -16,8 +23,8 @@ stack-down:
 	bash $(STACK) down
 
 lint:
-	ruff check sidecar subscription_handlers tests bench
-	ruff format --check sidecar subscription_handlers tests bench
+	$(PYTHON) -m ruff check sidecar subscription_handlers tests bench
+	$(PYTHON) -m ruff format --check sidecar subscription_handlers tests bench
 
 java-test: ## the operation provider's unit tests (offline after the first build)
 	mvn -B -q -o -f deploy/hapi/pom.xml -pl fetch-imaging-provider test

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,8 @@ class Stack:
 
 
 def stack_sh(*args: str) -> str:
-    env = {**os.environ, "STACK_PACS": " ".join(PACS_NAMES)}
+    # the sidecar that stack.sh may start runs on this interpreter (the one with our deps)
+    env = {"PYTHON": sys.executable, **os.environ, "STACK_PACS": " ".join(PACS_NAMES)}
     done = subprocess.run(
         ["bash", str(STACK_SH), *args], env=env, capture_output=True, text=True, timeout=900
     )

@@ -25,7 +25,7 @@ ORTHANC_PASSWORD="${ORTHANC_PASSWORD:-orthanc}"
 HAPI_JAR="$ROOT/deploy/hapi/server/target/hapi-server.jar"
 PROVIDER_JAR="$ROOT/deploy/hapi/fetch-imaging-provider/target/fetch-imaging-provider.jar"
 HAPI_JAVA_OPTS="${HAPI_JAVA_OPTS:--Xms256m -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
-APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk curl)
+APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk curl ${STACK_APT_EXTRA:-})
 START_TIMEOUT="${STACK_START_TIMEOUT:-300}"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
@@ -56,6 +56,8 @@ pacs_port() {
 # --- install -------------------------------------------------------------------------------
 install_apt() {
   local missing=()
+  command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+  command -v mvn >/dev/null || missing+=(maven)
   for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
