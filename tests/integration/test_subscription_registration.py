@@ -9,7 +9,13 @@ import requests
 
 from subscription_handlers.registration import Registrar
 from subscription_handlers.settings import SyncSettings
-from tests.integration.conftest_sync import AckServer, SyncStack, sync_environment, wait_until
+from tests.integration.conftest_sync import (
+    AckServer,
+    SyncStack,
+    delete_subscription,
+    sync_environment,
+    wait_until,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -32,7 +38,7 @@ def registrar(stack, tmp_path, ack_server):
     )
     registrar = Registrar(SyncSettings.from_env(env))
     yield registrar
-    registrar.session.delete(f"{registrar.base}/Subscription/dicom-fhir-sidecar-regtest")
+    delete_subscription(registrar)
 
 
 def test_registration_is_idempotent_and_the_subscription_becomes_active(registrar):
@@ -92,7 +98,5 @@ def test_healthz_reports_the_subscription_and_the_queue(stack, tmp_path, fhir):
         assert body["sync"]["subscription"]["status"] == "missing"
         assert body["sync"]["status"] == "degraded"
     finally:
-        registrar.session.delete(
-            f"{registrar.base}/Subscription/{registrar.settings.subscription_id}"
-        )
+        delete_subscription(registrar)
         running.stop_all()

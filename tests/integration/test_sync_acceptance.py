@@ -20,6 +20,7 @@ from tests.integration.conftest import SYSTEMS, orthanc_study_uids, study_uid
 from tests.integration.conftest_sync import (
     TINY_ISSUER,
     SyncStack,
+    delete_subscription,
     free_port,
     load_tiny_studies,
     notifications_logged,
@@ -48,7 +49,7 @@ def notify_port(stack) -> Iterator[int]:
     yield port
     env, _ = sync_environment(stack, Path("/tmp"), port=port)
     registrar = Registrar(SyncSettings.from_env(env))
-    registrar.session.delete(f"{registrar.base}/Subscription/{registrar.settings.subscription_id}")
+    delete_subscription(registrar)
 
 
 def make_stack(stack, tmp_path: Path, port: int, redis_url: str | None = None) -> SyncStack:
