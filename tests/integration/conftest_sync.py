@@ -341,9 +341,11 @@ def notifications_logged(logs: list[Path], patient_ids: set[str]) -> int:
 
 class AckServer:
     """A loopback HTTP server answering 200 to anything: a live endpoint for Subscriptions
-    whose deliveries a test does not care about (a dead one makes HAPI retry for minutes)."""
+    whose deliveries a test does not care about. A dead endpoint makes HAPI retry each
+    delivery for minutes, and a full delivery queue stalls HAPI's matching for everyone, so
+    a test Subscription's endpoint must answer until the session ends (see `keep_alive`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -359,7 +361,7 @@ class AckServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Ack)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Ack)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -367,6 +369,25 @@ class AckServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+#: AckServers kept until the test session ends (daemon threads die with it)
+_KEPT: list[AckServer] = []
+
+
+def keep_alive(port: int) -> AckServer:
+    """Answer 200 on ``port`` for the rest of the session: HAPI keeps delivering to a
+    deleted Subscription until its registry reloads, and to a stopped sidecar's port."""
+    server = AckServer(port)
+    _KEPT.append(server)
+    return server
+
+
+def release_port(port: int) -> None:
+    """Stop the AckServer on ``port`` so that a sidecar can bind it."""
+    for server in [k for k in _KEPT if k.port == port]:
+        server.close()
+        _KEPT.remove(server)
 
 
 def delete_subscription(registrar) -> None:

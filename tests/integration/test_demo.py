@@ -15,6 +15,9 @@ import requests
 from sidecar.demo import DEMO_SYSTEM, DEMO_VALUE
 from subscription_handlers.settings import DEFAULT_SUBSCRIPTION_ID
 from tests.conftest import stack_sh
+from tests.integration.conftest_sync import keep_alive, release_port
+
+SIDECAR_PORT = 8090
 
 pytestmark = pytest.mark.stack
 
@@ -45,6 +48,7 @@ def run_demo() -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_script_summary_and_rerun(clean_fhir, fhir_http, sample_data):
+    release_port(SIDECAR_PORT)  # an AckServer an earlier test may have left on it
     before = pids()
     try:
         first = run_demo()
@@ -107,5 +111,6 @@ def test_demo_script_summary_and_rerun(clean_fhir, fhir_http, sample_data):
         assert len(stored.get("entry", [])) == len(studies)
     finally:
         if "sidecar" not in before:  # leave the shared stack as it was
-            stack_sh("down", "sidecar")
             fhir_http.delete(f"{clean_fhir.fhir_base}/Subscription/{DEFAULT_SUBSCRIPTION_ID}")
+            stack_sh("down", "sidecar")
+            keep_alive(SIDECAR_PORT)  # HAPI may still deliver to the deleted Subscription

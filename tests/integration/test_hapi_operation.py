@@ -14,10 +14,12 @@ import requests
 from subscription_handlers.registration import Registrar
 from subscription_handlers.settings import SyncSettings
 from tests.conftest import Stack, stack_sh
+from tests.integration.conftest_sync import keep_alive, release_port
 
 pytestmark = pytest.mark.stack
 
-SIDECAR_URL = "http://127.0.0.1:8090"
+SIDECAR_PORT = 8090
+SIDECAR_URL = f"http://127.0.0.1:{SIDECAR_PORT}"
 MRN_A = "urn:example:mrn:hosp-a"
 FHIR_JSON = {"Accept": "application/fhir+json"}
 
@@ -31,14 +33,20 @@ def stack_sidecar(stack: Stack) -> Iterator[str]:
     """The stack's own sidecar, the one HAPI's provider forwards to; no Subscription of its
     own here, so other tests' Patients are not synced behind their backs."""
     started = "sidecar" not in _running()
+    _start_sidecar()
+    yield SIDECAR_URL
+    if started:
+        stack_sh("down", "sidecar")
+        keep_alive(SIDECAR_PORT)  # for deliveries HAPI may still owe a deleted Subscription
+
+
+def _start_sidecar() -> None:
+    release_port(SIDECAR_PORT)  # an AckServer an earlier test left on it
     os.environ["SIDECAR_REGISTER_ON_START"] = "false"
     try:
         stack_sh("up", "sidecar")
     finally:
         del os.environ["SIDECAR_REGISTER_ON_START"]
-    yield SIDECAR_URL
-    if started:
-        stack_sh("down", "sidecar")
 
 
 @pytest.fixture
@@ -158,8 +166,4 @@ def test_sidecar_stopped_hapi_answers_502_and_stays_healthy(
         assert fhir_http.get(f"{stack.fhir_base}/metadata").status_code == 200
         assert fhir_http.get(f"{stack.fhir_base}/Patient/{roster_patient['id']}").ok
     finally:
-        os.environ["SIDECAR_REGISTER_ON_START"] = "false"
-        try:
-            stack_sh("up", "sidecar")
-        finally:
-            del os.environ["SIDECAR_REGISTER_ON_START"]
+        _start_sidecar()

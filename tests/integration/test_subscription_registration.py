@@ -10,9 +10,9 @@ import requests
 from subscription_handlers.registration import Registrar
 from subscription_handlers.settings import SyncSettings
 from tests.integration.conftest_sync import (
-    AckServer,
     SyncStack,
     delete_subscription,
+    keep_alive,
     sync_environment,
     wait_until,
 )
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def ack_server():
-    server = AckServer()
-    yield server
-    server.close()
+    return keep_alive(0)  # answers until the session ends: HAPI may still deliver to it
 
 
 @pytest.fixture
@@ -100,3 +98,4 @@ def test_healthz_reports_the_subscription_and_the_queue(stack, tmp_path, fhir):
     finally:
         delete_subscription(registrar)
         running.stop_all()
+        keep_alive(port)  # HAPI may still deliver to the deleted Subscription's endpoint

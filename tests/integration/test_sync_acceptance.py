@@ -22,11 +22,13 @@ from tests.integration.conftest_sync import (
     SyncStack,
     delete_subscription,
     free_port,
+    keep_alive,
     load_tiny_studies,
     notifications_logged,
     overlapping,
     read_queue,
     redis_server,  # noqa: F401 - fixture
+    release_port,
     sync_environment,
     sync_intervals,
     tiny_patient_id,
@@ -44,8 +46,11 @@ def tiny_studies(stack) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def notify_port(stack) -> Iterator[int]:
-    """One notify port, hence one Subscription, for every test of this module."""
+    """One notify port, hence one Subscription, for every test of this module. Between
+    tests (sidecar stopped) and after the module an AckServer answers on it, so HAPI never
+    queues retries for a dead endpoint (e.g. the DELETEs of the next test's FHIR reset)."""
     port = free_port()
+    keep_alive(port)
     yield port
     env, _ = sync_environment(stack, Path("/tmp"), port=port)
     registrar = Registrar(SyncSettings.from_env(env))
@@ -64,6 +69,7 @@ def sync_stack(request, stack, tmp_path, fhir, notify_port) -> Iterator[SyncStac
     """Web (2 gunicorn workers) + the Subscription; workers are started by each test."""
     redis_url = request.getfixturevalue("redis_server") if "redis" in request.keywords else None
     running = make_stack(stack, tmp_path, notify_port, redis_url)
+    release_port(notify_port)
     running.start_web()
     registrar = Registrar(SyncSettings.from_env(running.env))
     result = registrar.register_all(wait=True)
@@ -72,6 +78,7 @@ def sync_stack(request, stack, tmp_path, fhir, notify_port) -> Iterator[SyncStac
         yield running
     finally:
         running.stop_all()
+        keep_alive(notify_port)
         if redis_url:
             queue = read_queue(running.env)
             queue.huey.flush()
