@@ -92,7 +92,7 @@ class Settings:
         """Read ``SIDECAR_*`` variables (and the TOML file named by ``SIDECAR_CONFIG``)."""
         env = os.environ if environ is None else environ
         file_values = _read_toml(env.get("SIDECAR_CONFIG"))
-        get = _Getter(env, file_values)
+        get = SettingsReader(env, file_values)
         names = [n.strip().lower() for n in get.str("PACS", "main").split(",") if n.strip()]
         if not names:
             raise SettingsError("SIDECAR_PACS: at least one PACS name is required")
@@ -138,7 +138,7 @@ def parse_identifier_mappings(text: str) -> tuple[IdentifierMapping, ...]:
     return tuple(mappings)
 
 
-def _pacs_settings(get: _Getter, name: str, default_ids: str) -> PacsSettings:
+def _pacs_settings(get: SettingsReader, name: str, default_ids: str) -> PacsSettings:
     if not _PACS_NAME.match(name):
         raise SettingsError(f"SIDECAR_PACS: {name!r} is not a valid PACS name ([a-z][a-z0-9_]*)")
     prefix = f"PACS_{name.upper()}_"
@@ -167,7 +167,7 @@ def _pacs_settings(get: _Getter, name: str, default_ids: str) -> PacsSettings:
     )
 
 
-def _auth(get: _Getter, prefix: str) -> HttpAuth:
+def _auth(get: SettingsReader, prefix: str) -> HttpAuth:
     username = get.str(prefix + "USERNAME", "") or None
     default_mode = "basic" if username else "none"
     mode = get.str(prefix + "AUTH", default_mode).lower()
@@ -219,12 +219,15 @@ def _flatten(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
             out[name] = value
 
 
-class _Getter:
-    """Looks a name up in the environment (``SIDECAR_`` + name), then in the TOML file."""
+class SettingsReader:
+    """Looks a name up in the environment (``SIDECAR_`` + name), then in the TOML file, and
+    parses it; every settings object of ours reads through it."""
 
-    def __init__(self, env: Mapping[str, str], file_values: Mapping[str, Any]) -> None:
+    def __init__(
+        self, env: Mapping[str, str], file_values: Mapping[str, Any] | None = None
+    ) -> None:
         self._env = env
-        self._file = file_values
+        self._file = file_values or {}
 
     def str(self, name: str, default: str) -> str:
         value = self._env.get("SIDECAR_" + name)
@@ -237,14 +240,14 @@ class _Getter:
     def secret(self, name: str) -> str | None:
         return self._env.get("SIDECAR_" + name) or None
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         text = self.str(name, repr(default))
         try:
             value = float(text)
         except ValueError:
             raise SettingsError(f"SIDECAR_{name}: {text!r} is not a number") from None
-        if value <= 0:
-            raise SettingsError(f"SIDECAR_{name} must be positive")
+        if value <= 0 or value < minimum:
+            raise SettingsError(f"SIDECAR_{name} must be positive and at least {minimum}")
         return value
 
     def int(self, name: str, default: int, *, minimum: int) -> int:

@@ -12,12 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sidecar.settings import SettingsReader
+
 DEFAULT_NOTIFY_URL = "http://127.0.0.1:8090/notify"
 DEFAULT_SUBSCRIPTION_ID = "dicom-fhir-sidecar-patient"
-
-
-class SyncSettingsError(ValueError):
-    """A sync setting is malformed; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class SyncSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SyncSettings:
         env = os.environ if environ is None else environ
-        get = _Env(env)
+        get = SettingsReader(env)
         data_dir = Path(get.str("DATA_DIR", "var/sidecar"))
         return cls(
             fhir_base_url=get.str("FHIR_BASE_URL", cls.fhir_base_url).rstrip("/"),
@@ -91,40 +89,3 @@ class SyncSettings:
             ),
             fhir_timeout_seconds=get.float("FHIR_TIMEOUT_SECONDS", cls.fhir_timeout_seconds),
         )
-
-
-class _Env:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-
-    def str(self, name: str, default: str) -> str:
-        value = self._env.get("SIDECAR_" + name)
-        return default if value is None or not value.strip() else value.strip()
-
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        text = self.str(name, repr(default))
-        try:
-            value = float(text)
-        except ValueError:
-            raise SyncSettingsError(f"SIDECAR_{name}: {text!r} is not a number") from None
-        if value <= 0 or value < minimum:
-            raise SyncSettingsError(f"SIDECAR_{name} must be positive and at least {minimum}")
-        return value
-
-    def int(self, name: str, default: int, *, minimum: int) -> int:
-        text = self.str(name, str(default))
-        try:
-            value = int(text)
-        except ValueError:
-            raise SyncSettingsError(f"SIDECAR_{name}: {text!r} is not an integer") from None
-        if value < minimum:
-            raise SyncSettingsError(f"SIDECAR_{name} must be at least {minimum}")
-        return value
-
-    def bool(self, name: str, default: bool) -> bool:
-        text = self.str(name, "true" if default else "false").lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise SyncSettingsError(f"SIDECAR_{name}: {text!r} is not a boolean")
