@@ -1,7 +1,7 @@
 """``dicom-fhir`` command line: one subcommand per module, registered in :func:`build_parser`.
 
-Minimal for now (``convert``); further subcommands add themselves with an
-``add_<name>_parser(subparsers)`` function that sets ``func`` on its parser.
+Each subcommand adds itself with an ``add_<name>_parser(subparsers)`` function that sets
+``func(args) -> int`` on its parser.
 """
 
 from __future__ import annotations
@@ -22,7 +22,45 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_parser(subparsers)
     add_serve_parser(subparsers)
     add_sync_queue_parsers(subparsers)  # worker, register, jobs
+    add_check_parser(subparsers)
     return parser
+
+
+def add_check_parser(subparsers) -> None:
+    check = subparsers.add_parser(
+        "check", help="validate the settings; reach the FHIR server, each PACS, the Subscription"
+    )
+    check.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the settings are valid and every dependency answers; 1 otherwise."""
+    from sidecar.fetch_imaging import build_fetch_imaging
+    from sidecar.health import connectivity
+    from sidecar.settings import Settings, SettingsError
+    from subscription_handlers.registration import Registrar
+    from subscription_handlers.settings import SyncSettings
+
+    try:
+        settings, sync_settings = Settings.from_env(), SyncSettings.from_env()
+    except SettingsError as exc:
+        print(f"settings: invalid: {exc}")
+        return 1
+    print(f"settings: ok (PACS: {', '.join(p.name for p in settings.pacs)})")
+    fetch = build_fetch_imaging(settings)
+    try:
+        results = connectivity(fetch)
+    finally:
+        fetch.close()
+    subscription = Registrar(sync_settings).subscription_status()
+    results["subscription"] = {
+        "status": "ok" if subscription.get("status") == "active" else "down",
+        "reason": subscription.get("status"),
+    }
+    for name, result in results.items():
+        reason = f"  ({result['reason']})" if result.get("reason") else ""
+        print(f"{name}: {result['status']}{reason}")
+    return 0 if all(r["status"] == "ok" for r in results.values()) else 1
 
 
 def add_serve_parser(subparsers) -> None:

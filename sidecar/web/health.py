@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from sidecar.outcome import FetchError
+from sidecar.health import connectivity
 
 bp = Blueprint("health", __name__)
 
@@ -19,26 +16,9 @@ def livez() -> Response:
     return jsonify(status="ok")
 
 
-def _probe(check) -> dict:
-    started = time.perf_counter()
-    try:
-        check()
-        status = {"status": "ok"}
-    except FetchError as exc:
-        status = {"status": "down", "reason": exc.diagnostics}
-    except Exception as exc:  # noqa: BLE001 - a health probe reports, never raises
-        status = {"status": "down", "reason": type(exc).__name__}
-    status["seconds"] = round(time.perf_counter() - started, 3)
-    return status
-
-
 @bp.get("/healthz")
 def healthz() -> Response:
-    fetch = current_app.config["SIDECAR_FETCH"]
-    checks = {"fhir": fetch.fhir.ping}
-    checks.update({f"pacs:{name}": client.ping for name, client in fetch.pacs.items()})
-    with ThreadPoolExecutor(len(checks)) as pool:
-        results = dict(zip(checks, pool.map(_probe, checks.values()), strict=True))
+    results = connectivity(current_app.config["SIDECAR_FETCH"])
     healthy = all(r["status"] == "ok" for r in results.values())
     # sections other packages register (the sync: Subscription status, queue, dead letters)
     extra = {
