@@ -39,6 +39,7 @@ from tests.conftest import PacsServer, stack_sh  # noqa: E402
 from tests.integration.conftest_sync import (  # noqa: E402
     SyncStack,
     free_port,
+    keep_alive,
     load_tiny_studies,
     read_queue,
     sync_environment,
@@ -162,6 +163,9 @@ def run_backend(stack: LocalStack, backend: str, patients: int) -> dict[str, flo
             f"{registrar.base}/Subscription/{registrar.settings.subscription_id}"
         )
         running.stop_all()
+        # HAPI still delivers (the cleanup's DELETEs too) to a just-deleted Subscription: an
+        # answering endpoint keeps those retries from stalling the next backend's deliveries
+        keep_alive(port)
         cleanup(http, stack.fhir_base, ids)
         if redis_proc is not None:
             redis_proc.terminate()
