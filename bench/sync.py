@@ -21,7 +21,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,10 +37,10 @@ from subscription_handlers.settings import SyncSettings  # noqa: E402
 from tests.conftest import PacsServer, stack_sh  # noqa: E402
 from tests.integration.conftest_sync import (  # noqa: E402
     SyncStack,
-    free_port,
     keep_alive,
     load_tiny_studies,
     read_queue,
+    start_redis_server,
     sync_environment,
     tiny_patient_id,
     wait_until,
@@ -74,30 +73,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def start_redis() -> tuple[subprocess.Popen, str, str]:
-    folder = tempfile.mkdtemp(prefix="bench-redis-")
-    port = free_port(6391)
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            folder,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.5)
-    return proc, f"redis://127.0.0.1:{port}/0", folder
-
-
 def run_backend(stack: LocalStack, backend: str, patients: int) -> dict[str, float]:
     http = requests.Session()
     http.headers.update({"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
@@ -105,7 +80,7 @@ def run_backend(stack: LocalStack, backend: str, patients: int) -> dict[str, flo
     work = Path(tempfile.mkdtemp(prefix=f"bench-sync-{backend}-"))
     redis_url = None
     if backend == "redis":
-        redis_proc, redis_url, _ = start_redis()
+        redis_proc, redis_url = start_redis_server(work, preferred_port=6391)
     env, port = sync_environment(
         stack,
         work,

@@ -49,14 +49,13 @@ def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory) -> Iterator[str]:
-    """``redis://127.0.0.1:<port>/0`` of a redis-server started for this session."""
+def start_redis_server(folder: Path, preferred_port: int = 6390) -> tuple[subprocess.Popen, str]:
+    """A throw-away redis-server on loopback (no persistence), answering PING; returns the
+    process and its ``redis://127.0.0.1:<port>/0`` URL."""
     executable = shutil.which("redis-server")
     if executable is None:
-        pytest.fail("redis-server is not installed (Debian package redis-server)")
-    port = free_port(6390)
-    folder = tmp_path_factory.mktemp("redis")
+        raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+    port = free_port(preferred_port)
     proc = subprocess.Popen(
         [
             executable,
@@ -81,9 +80,21 @@ def redis_server(tmp_path_factory) -> Iterator[str]:
     client = redis.Redis(port=port)
     try:
         wait_until(lambda: _ping(client), 10, what="redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
+    except BaseException:
+        proc.terminate()
+        raise
     finally:
         client.close()
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[str]:
+    """``redis://127.0.0.1:<port>/0`` of a redis-server started for this session."""
+    proc, url = start_redis_server(tmp_path_factory.mktemp("redis"))
+    try:
+        yield url
+    finally:
         proc.terminate()
         proc.wait(10)
 
