@@ -33,11 +33,11 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar import qido  # noqa: E402
-from sidecar.fetch_imaging import FetchRequest, build_fetch_imaging  # noqa: E402
+from sidecar import qido, wiring  # noqa: E402
+from sidecar.fetch_imaging import FetchRequest  # noqa: E402
 from sidecar.mapping import imaging_study_id  # noqa: E402
 from sidecar.outcome import FetchError, FhirConflict, PatientNotFound  # noqa: E402
-from sidecar.settings import Settings  # noqa: E402
+from sidecar.settings import load_settings  # noqa: E402
 
 SYSTEM = "urn:example:mrn:bench"
 ISSUER = "BENCH"
@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--fhir", default=FHIR)
     args = parser.parse_args()
     PACS, FHIR = args.pacs.rstrip("/"), args.fhir.rstrip("/")
-    settings = Settings.from_env(
+    settings = load_settings(
         {
             "SIDECAR_FHIR_BASE_URL": FHIR,
             "SIDECAR_PACS_MAIN_URL": f"{PACS}/dicom-web",
@@ -212,7 +212,7 @@ def main() -> None:
             "SIDECAR_PACS_TIMEOUT_SECONDS": "120",
         }
     )
-    fetch = build_fetch_imaging(settings)
+    fetch = wiring.build(settings).fetch
     http = Session()
     http.headers.update({"Content-Type": "application/fhir+json", "Cache-Control": "no-cache"})
     rows = []

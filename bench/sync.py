@@ -32,8 +32,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from subscription_handlers.registration import Registrar  # noqa: E402
-from subscription_handlers.settings import SyncSettings  # noqa: E402
+from sidecar.settings import load_settings  # noqa: E402
+from sidecar.wiring import build_registrar  # noqa: E402
 from tests.conftest import PacsServer, stack_sh  # noqa: E402
 from tests.integration.conftest_sync import (  # noqa: E402
     SyncStack,
@@ -60,7 +60,7 @@ class LocalStack:
                 line.removeprefix("export ").split("=", 1) for line in stack_sh("env").splitlines()
             )
         }
-        self.shared_secret = self._env["SIDECAR_SHARED_SECRET"]
+        self.notify_secret = self._env["SIDECAR_NOTIFY_SECRET"]
         self.fhir_base = self._env["SIDECAR_FHIR_BASE_URL"]
         self.pacs_main = PacsServer("main", "http://127.0.0.1:8042", "orthanc", "orthanc")
 
@@ -89,7 +89,7 @@ def run_backend(stack: LocalStack, backend: str, patients: int) -> dict[str, flo
         SIDECAR_LOG_LEVEL="WARNING",
     )
     running = SyncStack(env, port, work)
-    registrar = Registrar(SyncSettings.from_env(env))
+    registrar = build_registrar(load_settings(env))
     ids = [f"bench-sync-{backend}-{n}" for n in range(1, patients + 1)]
     put_done: dict[str, float] = {}
     try:
@@ -134,9 +134,7 @@ def run_backend(stack: LocalStack, backend: str, patients: int) -> dict[str, flo
             "total_seconds": finished - started,
         }
     finally:
-        registrar.session.delete(
-            f"{registrar.base}/Subscription/{registrar.settings.subscription_id}"
-        )
+        registrar.fhir.delete("Subscription", registrar.settings.subscription_id)
         running.stop_all()
         # HAPI still delivers (the cleanup's DELETEs too) to a just-deleted Subscription: an
         # answering endpoint keeps those retries from stalling the next backend's deliveries

@@ -1,6 +1,6 @@
 """Backfill: bring a whole PACS into FHIR, window by window, resumable after a kill.
 
-    report = Backfill(settings, fetch, options).run()      # dicom-fhir sync --all
+    report = Backfill(fetch, options, data_dir=...).run()   # dicom-fhir sync --all
 
 1. Walk the PACS by StudyDate windows (study-level QIDO, limit/offset paging), keeping only
    records the PACS returned for the window exactly (``qido.matches_criteria``).
@@ -41,6 +41,7 @@ from typing import Any
 from sidecar import qido
 from sidecar.fetch_imaging import FetchImaging, FetchRequest
 from sidecar.fhir_store import FhirStore, Resource
+from sidecar.fhir_values import identifier_token
 from sidecar.mapping import Detail, build_patient
 from sidecar.outcome import FetchError, FhirUnavailable, PacsTimeout, PacsUnavailable
 from sidecar.pacs import PacsClient, Record
@@ -404,7 +405,7 @@ class Backfill:
         self.fetch = fetch
         self.options = options
         self.settings = fetch.settings
-        self.pacs_settings = self.settings.pacs_by_name(options.pacs)
+        self.pacs_settings = self.settings.pacs[options.pacs]
         self.client: PacsClient = fetch.pacs[options.pacs]
         self.fhir: FhirStore = fetch.fhir
         self.windows = date_windows(options.since, options.until, options.window_days, today=today)
@@ -458,7 +459,7 @@ class Backfill:
             )
             return None
         token = f"{mapping.system}|{who.patient_id}"
-        found = self.fhir.find_patients(mapping.system, who.patient_id)
+        found = self.fhir.find_patients(identifier_token(mapping.system, who.patient_id))
         if len(found) > 1:
             self._note("unresolved", f"{who.key}: more than one Patient has identifier {token}")
             return None
@@ -592,12 +593,13 @@ def create_patient_if_none_exist(
 ) -> tuple[str, bool]:
     """Conditional create (``If-None-Exist: identifier=system|value``): the id of the Patient
     with this identifier, and whether this call created it. Idempotent across kills."""
-    condition = f"identifier={system}|{value}"
-
-    body, status = store.create_if_none_exist(patient, condition)
-    if isinstance(body, dict) and body.get("id"):
-        return str(body["id"]), status == 201
-    found = store.find_patients(system, value)  # HAPI may answer 200 with an empty body
+    token = identifier_token(system, value)
+    patient_id, created = store.create_if_none_exist(patient, f"identifier={token}")
+    if patient_id:
+        return patient_id, created
+    found = store.find_patients(token)  # a server may not say where the match is
     if len(found) != 1:
-        raise FetchError(f"conditional create of Patient {condition} left {len(found)} matches")
-    return str(found[0]["id"]), status == 201
+        raise FetchError(
+            f"conditional create of Patient identifier={token} left {len(found)} matches"
+        )
+    return str(found[0]["id"]), created

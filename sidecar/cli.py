@@ -1,16 +1,20 @@
 """``dicom-fhir`` command line: one subcommand per module, registered in :func:`build_parser`.
 
 Each subcommand adds itself with an ``add_<name>_parser(subparsers)`` function that sets
-``func(args) -> int`` on its parser.
+``func(args) -> int`` on its parser. Commands that need the sidecar's services get them from
+the composition root (:func:`sidecar.wiring.build`); a bad setting ends any command with
+exit code 2 and the variable's name.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from sidecar.cli_sync import add_sync_parser
 from sidecar.convert import add_convert_parser
+from sidecar.settings import SettingsError
 from subscription_handlers.cli import add_parsers as add_sync_queue_parsers
 
 
@@ -35,27 +39,25 @@ def add_check_parser(subparsers) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when the settings are valid and every dependency answers; 1 otherwise."""
-    from sidecar.fetch_imaging import build_fetch_imaging
+    from sidecar import wiring
     from sidecar.health import connectivity
-    from sidecar.settings import Settings, SettingsError
-    from subscription_handlers.registration import Registrar
-    from subscription_handlers.settings import SyncSettings
+    from sidecar.settings import load_settings
 
     try:
-        settings, sync_settings = Settings.from_env(), SyncSettings.from_env()
+        settings = load_settings()
     except SettingsError as exc:
         print(f"settings: invalid: {exc}")
         return 1
-    print(f"settings: ok (PACS: {', '.join(p.name for p in settings.pacs)})")
-    fetch = build_fetch_imaging(settings)
+    print(f"settings: ok (FHIR {settings.fhir.base_url}; PACS: {', '.join(settings.pacs)})")
+    services = wiring.build(settings)
     try:
-        results = connectivity(fetch)
+        results = connectivity(services.fhir, services.pacs)
+        subscription = services.registrar.subscription_status()
     finally:
-        fetch.close()
-    subscription = Registrar(sync_settings).subscription_status()
+        services.close()
     results["subscription"] = {
         "status": "ok" if subscription.get("status") == "active" else "down",
-        "reason": subscription.get("status"),
+        "reason": subscription.get("reason") or subscription.get("status"),
     }
     for name, result in results.items():
         reason = f"  ({result['reason']})" if result.get("reason") else ""
@@ -95,7 +97,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dicom-fhir`` script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"settings: invalid: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

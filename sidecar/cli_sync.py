@@ -5,19 +5,18 @@
     dicom-fhir sync --all [--since DATE] [--until DATE] [--pacs NAME] [--create-patients]
                           [--window-days N] [--workers N] [--restart]
 
-Settings come from the ``SIDECAR_*`` environment (``deploy/local/stack.sh env`` prints them);
-the backfill's checkpoint lives under ``SIDECAR_DATA_DIR`` (default ``var/sidecar``).
+Settings come from the ``SIDECAR_*`` environment (``deploy/local/stack.sh env`` prints them)
+through the composition root; the backfill's checkpoint lives under ``SIDECAR_DATA_DIR``
+(default ``var/sidecar``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from sidecar.mapping import Detail
@@ -78,8 +77,7 @@ def add_sync_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from sidecar.fetch_imaging import build_fetch_imaging
-    from sidecar.settings import Settings, SettingsError
+    from sidecar import wiring
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -93,24 +91,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
             "error: --since/--until/--pacs/--create-patients/--restart need --all", file=sys.stderr
         )
         return 2
+    services = wiring.build()
     try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.pacs and args.pacs not in {p.name for p in settings.pacs}:
-        names = ", ".join(p.name for p in settings.pacs)
-        print(
-            f"error: no PACS {args.pacs!r} is configured (SIDECAR_PACS: {names})", file=sys.stderr
-        )
-        return 2
-    fetch = build_fetch_imaging(settings)
-    try:
+        if args.pacs and args.pacs not in services.settings.pacs:
+            names = ", ".join(services.settings.pacs)
+            print(
+                f"error: no PACS {args.pacs!r} is configured (SIDECAR_PACS: {names})",
+                file=sys.stderr,
+            )
+            return 2
         if args.all:
-            return _backfill(fetch, args)
-        return _one(fetch, args)
+            return _backfill(services.fetch, args)
+        return _one(services.fetch, args)
     finally:
-        fetch.close()
+        services.close()
 
 
 def _one(fetch: Any, args: argparse.Namespace) -> int:
@@ -160,8 +154,8 @@ def _backfill(fetch: Any, args: argparse.Namespace) -> int:
     from sidecar.backfill import Backfill, BackfillOptions
     from sidecar.outcome import FetchError
 
-    data_dir = Path(os.environ.get("SIDECAR_DATA_DIR") or "var/sidecar")
-    names = [args.pacs] if args.pacs else [p.name for p in fetch.settings.pacs]
+    data_dir = fetch.settings.data_dir
+    names = [args.pacs] if args.pacs else list(fetch.settings.pacs)
     status = 0
     for name in names:
         options = BackfillOptions(

@@ -1,10 +1,10 @@
 """The one use case: fetch a Patient's imaging from the PACS into FHIR.
 
-Called by the ``$fetch-imaging`` operation, the subscription worker and the CLI alike:
+Called by the ``$fetch-imaging`` operation, the subscription worker and the CLI alike
+(:mod:`sidecar.wiring` builds it once per process):
 
-    fetch = build_fetch_imaging(settings)
-    result = fetch(FetchRequest(patient_id="123"))          # or identifier=(system, value)
-    bundle = result.bundle(settings.fhir_base_url)
+    result = services.fetch(FetchRequest(patient_id="123"))   # or identifier=(system, value)
+    bundle = result.bundle(settings.fhir.base_url)
 
 Steps: resolve the Patient; derive one QIDO query per (PACS, mappable identifier); query
 every PACS (study level, then one series/instance query per study, bounded concurrency)
@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -27,8 +26,18 @@ from prometheus_client import Counter, Histogram
 
 from sidecar import qido
 from sidecar.fhir_store import FhirStore, Resource
+from sidecar.fhir_values import identifier_token
 from sidecar.mapping import Detail, build_endpoint, imaging_study_id, map_studies
-from sidecar.outcome import FetchError, FhirConflict, NotMappable, issue, operation_outcome
+from sidecar.outcome import (
+    AmbiguousPatient,
+    BadRequest,
+    FetchError,
+    FhirConflict,
+    NotMappable,
+    PatientNotFound,
+    issue,
+    operation_outcome,
+)
 from sidecar.pacs import PacsClient, Record
 from sidecar.settings import PacsSettings, Settings
 
@@ -153,7 +162,7 @@ class FetchImaging:
             if ident.get("use") == "old" or (ident.get("period") or {}).get("end"):
                 continue  # a retired identifier must not pull another patient's studies
             system, value = ident.get("system"), ident.get("value")
-            for pacs in self.settings.pacs:
+            for pacs in self.settings.pacs.values():
                 mapping = pacs.mapping_for(system)
                 if mapping is None:
                     continue
@@ -190,7 +199,9 @@ class FetchImaging:
         patient_id = patient["id"]
         keys, refused = self._patient_keys(patient)
         if not keys:
-            systems = sorted({m.system for p in self.settings.pacs for m in p.patient_identifiers})
+            systems = sorted(
+                {m.system for p in self.settings.pacs.values() for m in p.patient_identifiers}
+            )
             reason = "; ".join(refused) or (
                 "the Patient has no identifier of a system mapped to a PACS "
                 f"(mapped systems: {', '.join(systems) or 'none configured'})"
@@ -199,7 +210,7 @@ class FetchImaging:
         issues = [issue("warning", "processing", f"identifier skipped: {r}") for r in refused]
 
         pacs_names = list(dict.fromkeys(k.pacs for k in keys))
-        endpoint_ids = [self.settings.pacs_by_name(n).endpoint_id for n in pacs_names]
+        endpoint_ids = [str(self.settings.pacs[n].endpoint_id) for n in pacs_names]
         stored_future = (
             self._pool.submit(self._read_stored, patient_id, endpoint_ids)
             if request.persist
@@ -234,14 +245,12 @@ class FetchImaging:
         raise AssertionError("unreachable")
 
     def _resolve_patient(self, request: FetchRequest) -> Resource:
-        from sidecar.outcome import AmbiguousPatient, BadRequest, PatientNotFound
-
         if (request.patient_id is None) == (request.identifier is None):
             raise BadRequest("give exactly one of a Patient id or an identifier")
         if request.patient_id is not None:
             return self.fhir.read_patient(request.patient_id)
         system, value = request.identifier  # type: ignore[misc]
-        matches = self.fhir.find_patients(system, value)
+        matches = self.fhir.find_patients(identifier_token(system, value))
         token = f"{system}|{value}" if system else value
         if not matches:
             raise PatientNotFound(f"no Patient has identifier {token}")
@@ -303,7 +312,7 @@ class FetchImaging:
         endpoints: list[Resource] = []
         subject = {"reference": f"Patient/{patient_id}"}
         for name, (records, _) in found.items():
-            pacs = self.settings.pacs_by_name(name)
+            pacs = self.settings.pacs[name]
             if not records:
                 continue
             endpoint_ref = {"reference": f"Endpoint/{pacs.endpoint_id}"}
@@ -406,7 +415,7 @@ class FetchImaging:
         stored: dict[tuple[str, str], Resource],
     ) -> list[Resource]:
         """Stored studies of this patient, from our PACS, that the PACS no longer returns."""
-        ours = {f"Endpoint/{p.endpoint_id}": p.name for p in self.settings.pacs}
+        ours = {f"Endpoint/{p.endpoint_id}": p.name for p in self.settings.pacs.values()}
         current = {s["id"] for s in studies}
         changed = []
         for (rtype, rid), resource in list(stored.items()):
@@ -442,28 +451,14 @@ class FetchImaging:
         return status
 
 
-def build_fetch_imaging(settings: Settings) -> FetchImaging:
-    """Wire the use case with pooled adapters for this settings object."""
-    pacs = {
-        p.name: PacsClient(
-            p,
-            timeout=settings.pacs_timeout_seconds,
-            connect_timeout=settings.pacs_connect_timeout_seconds,
-            retries=settings.pacs_retries,
-            concurrency=settings.qido_concurrency,
-            page_size=settings.page_size,
-        )
-        for p in settings.pacs
-    }
-    return FetchImaging(settings, FhirStore(settings), pacs)
-
-
 # -- small pure helpers ----------------------------------------------------------------------
 
 
 def _endpoint(pacs: PacsSettings) -> Resource:
     return build_endpoint(
-        endpoint_id=pacs.endpoint_id, wado_root=pacs.wado_root, name=f"DICOMweb PACS {pacs.name}"
+        endpoint_id=str(pacs.endpoint_id),
+        wado_root=str(pacs.wado_root),
+        name=f"DICOMweb PACS {pacs.name}",
     )
 
 
@@ -492,11 +487,3 @@ def _study_uid(resource: Resource) -> str | None:
 
 def _study_sort_key(study: Resource) -> tuple[str, str]:
     return (str(study.get("started") or ""), str(study.get("id")))
-
-
-def request_with(request: FetchRequest, **changes: Any) -> FetchRequest:
-    """A copy of the request with changes (for callers that derive requests)."""
-    return replace(request, **changes)
-
-
-FetchCallable = Callable[[FetchRequest], FetchResult]

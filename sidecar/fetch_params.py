@@ -22,6 +22,7 @@ from typing import Any
 
 from sidecar import qido
 from sidecar.fetch_imaging import FetchRequest
+from sidecar.fhir_values import is_fhir_id
 from sidecar.mapping import Detail
 from sidecar.outcome import BadRequest
 
@@ -40,7 +41,6 @@ _SINGLE = KNOWN - {"modality", "studyDate"}
 _DATE = re.compile(
     r"^(ge|gt|le|lt|eq)?(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$"
 )
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 def parameters_from_resource(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -92,7 +92,7 @@ def parse_fetch_parameters(
     identifier = None
     if "patient" in one:
         ref = one["patient"].removeprefix("Patient/")
-        if not _FHIR_ID.match(ref):
+        if not is_fhir_id(ref):
             raise BadRequest(f"patient: {one['patient']!r} is not a Patient reference")
         if patient_id is not None and ref != patient_id:
             raise BadRequest("patient: differs from the Patient in the URL")
@@ -103,7 +103,7 @@ def parse_fetch_parameters(
         raise BadRequest("give either a Patient (URL or patient) or identifier, not both")
     if patient_id is None and identifier is None:
         raise BadRequest("identifier is required at type level (Patient/$fetch-imaging)")
-    if patient_id is not None and not _FHIR_ID.match(patient_id):
+    if patient_id is not None and not is_fhir_id(patient_id):
         raise BadRequest(f"{patient_id!r} is not a valid Patient id")
 
     ge, le = date_bounds(values.get("studyDate", []))

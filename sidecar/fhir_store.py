@@ -1,136 +1,145 @@
-"""FHIR adapter: reads through fhirpy, one transaction per fetch, connections reused.
+"""The FHIR adapter: the one FHIR client of the sidecar (use case, registration, backfill).
 
-fhirpy 2.x's sync client opens a new connection per request (``requests.request``), so the
-client here routes fhirpy's requests through one pooled ``requests.Session`` (with the
-configured authentication); the transaction is posted through the same session.
+fhirpy's public API does the FHIR REST work (searches, paging through ``next`` links,
+transactions, reads, updates) with our credentials and timeout in its ``requests_config``.
+A ``requests`` response hook turns every error status into :class:`FhirHttpError` before
+fhirpy sees it, so this module alone decides what each status means for a caller
+(:meth:`FhirStore._call`): 404/410 not found, 409/412 a conflict to retry, 401/403 our
+credentials refused, 5xx and timeouts the server unavailable (502/504), idempotent requests
+retried after connect errors and 502/503/504.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import requests
 from fhirpy import SyncFHIRClient
-from fhirpy.base.exceptions import (
-    AuthorizationError,
-    ForbiddenError,
-    MultipleResourcesFound,
-    OperationOutcome,
-    ResourceNotFound,
-)
 
-from sidecar.http import pooled_session, requests_auth
+from sidecar.fhir_values import is_fhir_id
+from sidecar.http import requests_auth
 from sidecar.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
-from sidecar.settings import Settings
+from sidecar.settings import FhirSettings
 
 log = logging.getLogger(__name__)
 Resource = dict[str, Any]
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+T = TypeVar("T")
+
 FHIR_JSON = "application/fhir+json"
+RETRY_STATUSES = frozenset({502, 503, 504})
 _ID_CHUNK = 50  # ids per _id search, to keep URLs short
+_RETRY_PAUSE_SECONDS = 0.2
 
 
-class _PooledFHIRClient(SyncFHIRClient):
-    """fhirpy's sync client, with requests sent through a shared pooled session."""
+class FhirHttpError(Exception):
+    """The FHIR server answered with an error status; ``outcome`` is its OperationOutcome."""
 
-    def __init__(self, url: str, session: requests.Session, timeout: float) -> None:
-        super().__init__(url)
-        self._session = session
-        self._timeout = timeout
-
-    def _do_request(  # type: ignore[override]
-        self,
-        method: str,
-        path: str,
-        data: dict | None = None,
-        params: dict | None = None,
-        extra_headers: dict | None = None,
-        *,
-        returning_status: bool = False,
-    ) -> Any:
-        headers = {**self._build_request_headers(), **(extra_headers or {})}
-        if data is not None:
-            headers["Content-Type"] = FHIR_JSON
-        url = self._build_request_url(path, params)
-        response = self._session.request(
-            method, url, json=data, headers=headers, timeout=self._timeout
-        )
-        body = response.content.decode("utf-8") if response.content else ""
-        status = response.status_code
-        if 200 <= status < 300 or status == 304:
-            parsed = json.loads(body) if body else None
-            return (parsed, status) if returning_status else parsed
-        errors = {401: AuthorizationError, 403: ForbiddenError, 404: ResourceNotFound}
-        errors.update({410: ResourceNotFound, 412: MultipleResourcesFound})
-        if status in errors:
-            raise errors[status](body)
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.outcome: dict[str, Any] | None = None
         try:
-            parsed = json.loads(body)
+            parsed = json.loads(body) if body else None
         except ValueError:
             parsed = None
         if isinstance(parsed, dict) and parsed.get("resourceType") == "OperationOutcome":
-            raise _StatusOutcome(status, resource=parsed)
-        raise _StatusOutcome(status, reason=body[:500])
+            self.outcome = parsed
+        super().__init__(f"HTTP {status}: {self.diagnostics()}")
+
+    def diagnostics(self) -> str:
+        issues = (self.outcome or {}).get("issue") or []
+        text = "; ".join(str(i.get("diagnostics") or i.get("code") or "") for i in issues)
+        return text[:300] or "no OperationOutcome"
 
 
-class _StatusOutcome(OperationOutcome):
-    def __init__(self, status: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.status = status
+class FhirNotFound(FetchError):
+    """A read found nothing (HTTP 404/410)."""
+
+    status, code = 404, "not-found"
+
+
+def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Response hook: error statuses become FhirHttpError (fhirpy never parses them)."""
+    if response.status_code >= 400:
+        raise FhirHttpError(response.status_code, response.content)
 
 
 class FhirStore:
-    """The FHIR server, as the fetch use case needs it. Thread-safe."""
+    """The FHIR server as the sidecar needs it. Thread-safe (no shared mutable state)."""
 
-    def __init__(self, settings: Settings, *, session: requests.Session | None = None) -> None:
-        self.base_url = settings.fhir_base_url
-        self._timeout = settings.fhir_timeout_seconds
-        self._session = session or pooled_session(
-            pool_size=16, retries=1, methods=frozenset({"GET"})
+    def __init__(self, settings: FhirSettings, *, auth: requests.auth.AuthBase | None = None):
+        self.base_url = settings.base_url
+        self._retries = settings.retries
+        credentials = (
+            auth
+            if auth is not None
+            else requests_auth(settings.auth, timeout=settings.timeout_seconds)
         )
-        self._session.auth = requests_auth(settings.fhir_auth, timeout=self._timeout)
-        self._session.headers["Accept"] = FHIR_JSON
-        # HAPI reuses a search's results for 60 s by default; a fetch must see its own writes
-        self._session.headers["Cache-Control"] = "no-cache"
-        self.client = _PooledFHIRClient(self.base_url, self._session, self._timeout)
+        self.client = SyncFHIRClient(
+            self.base_url,
+            # HAPI reuses a search's results for 60 s by default; a fetch must see its writes
+            extra_headers={"Cache-Control": "no-cache", "Content-Type": FHIR_JSON},
+            requests_config={
+                "auth": credentials,
+                "timeout": settings.timeout_seconds,
+                "hooks": {"response": [_raise_for_status]},
+            },
+        )
 
     def close(self) -> None:
-        self._session.close()
+        """Nothing to release: fhirpy opens a connection per request."""
 
     # -- reads ---------------------------------------------------------------------------
 
-    def read_patient(self, patient_id: str) -> Resource:
-        if not FHIR_ID.match(patient_id):
-            raise PatientNotFound(f"Patient/{patient_id} is not a valid resource id")
+    def read(self, resource_type: str, resource_id: str) -> Resource | None:
+        """``GET [type]/[id]``; None when the server has no such resource (404/410) or the
+        id is not a FHIR id (nothing else may reach the URL path)."""
+        if not is_fhir_id(resource_id):
+            return None
         try:
-            return self._call(lambda: self.client.get("Patient", patient_id))
-        except ResourceNotFound:
-            raise PatientNotFound(f"Patient/{patient_id} is not known") from None
+            return dict(
+                self._call(
+                    lambda: self.client.execute(f"{resource_type}/{resource_id}", method="get")
+                )
+            )
+        except FhirNotFound:
+            return None
 
-    def find_patients(self, system: str | None, value: str, *, limit: int = 2) -> list[Resource]:
-        token = f"{system}|{value}" if system else value
-        search = self.client.resources("Patient").search(identifier=token).limit(limit)
+    def read_patient(self, patient_id: str) -> Resource:
+        patient = self.read("Patient", patient_id)
+        if patient is None:
+            raise PatientNotFound(f"Patient/{patient_id} is not known")
+        return patient
+
+    def search(self, resource_type: str, params: dict[str, Any], *, limit: int) -> list[Resource]:
+        """One page of a search (at most ``limit`` resources)."""
+        search = self.client.resources(resource_type).search(**params).limit(limit)
         return self._call(lambda: [r.serialize() for r in search.fetch()])
+
+    def search_all(self, resource_type: str, params: dict[str, Any]) -> list[Resource]:
+        """Every match, following the Bundle's ``next`` links."""
+        search = self.client.resources(resource_type).search(**params).limit(200)
+        return self._call(lambda: [r.serialize() for r in search.fetch_all()])
+
+    def find_patients(self, token: str, *, limit: int = 2) -> list[Resource]:
+        """Patients matching an ``identifier`` search token (already escaped, see qido)."""
+        return self.search("Patient", {"identifier": token}, limit=limit)
 
     def studies_of(self, patient_id: str) -> dict[str, Resource]:
         """Every ImagingStudy whose subject is this Patient, by id."""
-        search = (
-            self.client.resources("ImagingStudy").search(subject=f"Patient/{patient_id}").limit(200)
-        )
-        return self._call(lambda: {r["id"]: r.serialize() for r in search.fetch_all()})
+        found = self.search_all("ImagingStudy", {"subject": f"Patient/{patient_id}"})
+        return {r["id"]: r for r in found}
 
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]:
         """The resources of these ids that exist (one search per 50 ids)."""
         found: dict[str, Resource] = {}
         for start in range(0, len(ids), _ID_CHUNK):
             chunk = ids[start : start + _ID_CHUNK]
-            search = (
-                self.client.resources(resource_type).search(_id=",".join(chunk)).limit(_ID_CHUNK)
-            )
-            found.update(self._call(lambda s=search: {r["id"]: r.serialize() for r in s.fetch()}))
+            for r in self.search(resource_type, {"_id": ",".join(chunk)}, limit=_ID_CHUNK):
+                found[r["id"]] = r
         return found
 
     def ping(self) -> None:
@@ -140,45 +149,106 @@ class FhirStore:
 
     # -- writes --------------------------------------------------------------------------
 
+    def put(self, resource: Resource) -> Resource:
+        """``PUT [type]/[id]`` (create or update under a client-assigned id)."""
+        path = f"{resource['resourceType']}/{resource['id']}"
+        answer = self._call(lambda: self.client.execute(path, method="put", data=resource))
+        return dict(answer) if answer else resource
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        """``DELETE [type]/[id]`` (a missing resource is not an error)."""
+        if not is_fhir_id(resource_id):
+            return
+        try:
+            self._call(
+                lambda: self.client.execute(f"{resource_type}/{resource_id}", method="delete")
+            )
+        except FhirNotFound:
+            return
+
     def transaction(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """POST one transaction Bundle; returns the response entries (same order)."""
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        response = self._call(lambda: self.client.execute("", method="post", data=bundle))
-        return list((response or {}).get("entry", []))
-
-    def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[Any, int]:
-        """Conditional create (``If-None-Exist: <condition>``): the answer's body and status
-        (201 created, 200 an existing match; HAPI may send no body for the latter)."""
-        return self._call(
-            lambda: self.client._do_request(  # noqa: SLF001 - our pooled subclass's request
-                "post",
-                resource["resourceType"],
-                data=resource,
-                extra_headers={"If-None-Exist": condition},
-                returning_status=True,
-            )
+        response = self._call(
+            lambda: self.client.execute("", method="post", data=bundle), idempotent=False
         )
+        return [dict(e) for e in (response or {}).get("entry", [])]
+
+    def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[str | None, bool]:
+        """Conditional create (R4 transaction ``request.ifNoneExist``): the id of the match or
+        of the new resource (None when the server does not say), and whether it was created."""
+        entry = {
+            "resource": resource,
+            "request": {
+                "method": "POST",
+                "url": resource["resourceType"],
+                "ifNoneExist": condition,
+            },
+        }
+        answers = self.transaction([entry])
+        response = (answers[0] if answers else {}).get("response") or {}
+        created = str(response.get("status", "")).startswith("201")
+        return _id_from_location(str(response.get("location") or "")), created
 
     # -- errors --------------------------------------------------------------------------
 
-    def _call(self, action):
-        try:
-            return action()
-        except (ResourceNotFound, PatientNotFound):
-            raise
-        except requests.Timeout as exc:
-            raise FhirUnavailable("the FHIR server did not answer in time", status=504) from exc
-        except requests.ConnectionError as exc:
-            raise FhirUnavailable("the FHIR server is unreachable") from exc
-        except (AuthorizationError, ForbiddenError) as exc:
-            raise FhirUnavailable("the FHIR server refused the sidecar's credentials") from exc
-        except MultipleResourcesFound as exc:  # HTTP 412: a version precondition failed
-            raise FhirConflict("a resource changed while it was being written") from exc
-        except _StatusOutcome as exc:
-            if exc.status == 409:
-                raise FhirConflict(f"the FHIR server reported a conflict: {exc}") from exc
-            if exc.status >= 500:
-                raise FhirUnavailable(f"the FHIR server failed (HTTP {exc.status})") from exc
-            raise FetchError(
-                f"the FHIR server rejected the request (HTTP {exc.status}): {exc}", status=502
-            ) from exc
+    def _call(self, action: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run one request; map failures to the use case's errors; retry where safe.
+
+        Idempotent requests (GET, PUT) are retried after connect errors and 502/503/504;
+        a transaction (POST) never is: it may have been applied.
+        """
+        for attempt in range(self._retries + 1):
+            try:
+                return action()
+            except (FhirHttpError, requests.RequestException, ValueError) as exc:
+                error = _translate(exc)
+                last = attempt == self._retries
+                if last or not idempotent or not _transient(exc):
+                    raise error from exc
+                log.info("FHIR request failed, retrying", extra={"reason": str(error)})
+                time.sleep(_RETRY_PAUSE_SECONDS * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def _id_from_location(location: str) -> str | None:
+    """``Patient/123/_history/1`` (or an absolute URL of it) -> ``123``."""
+    parts = [p for p in location.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return parts[-1] if len(parts) >= 2 else None
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, FhirHttpError):
+        return exc.status in RETRY_STATUSES
+    return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout)
+
+
+def _translate(exc: BaseException) -> FetchError:
+    """What a failed FHIR request means for the caller (an OperationOutcome's status)."""
+    if isinstance(exc, FhirHttpError):
+        status = exc.status
+        if status in (404, 410):
+            return FhirNotFound(f"the FHIR server has no such resource (HTTP {status})")
+        if status in (409, 412):
+            return FhirConflict(f"a resource changed while it was being written (HTTP {status})")
+        if status in (401, 403):
+            return FhirUnavailable(
+                f"the FHIR server refused the sidecar's credentials (HTTP {status})"
+            )
+        if status == 504:
+            return FhirUnavailable("the FHIR server timed out (HTTP 504)", status=504)
+        if status >= 500:
+            return FhirUnavailable(f"the FHIR server failed (HTTP {status})")
+        return FetchError(
+            f"the FHIR server rejected the request (HTTP {status}): {exc.diagnostics()}",
+            status=502,
+        )
+    if isinstance(exc, requests.Timeout):
+        return FhirUnavailable("the FHIR server did not answer in time", status=504)
+    if isinstance(exc, requests.ConnectionError):
+        return FhirUnavailable("the FHIR server is unreachable")
+    if isinstance(exc, ValueError):  # a 2xx whose body is not JSON
+        return FhirUnavailable("the FHIR server sent an answer that is not FHIR JSON")
+    return FhirUnavailable(f"the FHIR request failed ({type(exc).__name__})")

@@ -4,22 +4,21 @@ parallel; shared by ``/healthz`` and ``dicom-fhir check``."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Any
 
+from sidecar.fhir_store import FhirStore
 from sidecar.outcome import FetchError
-
-if TYPE_CHECKING:
-    from sidecar.fetch_imaging import FetchImaging
+from sidecar.pacs import PacsClient
 
 
-def probe(check: Callable[[], object]) -> dict:
+def probe(check: Callable[[], object]) -> dict[str, Any]:
     """``{"status": "ok"|"down", "reason"?, "seconds"}`` for one check; never raises."""
     started = time.perf_counter()
     try:
         check()
-        status = {"status": "ok"}
+        status: dict[str, Any] = {"status": "ok"}
     except FetchError as exc:
         status = {"status": "down", "reason": exc.diagnostics}
     except Exception as exc:  # noqa: BLE001 - a health probe reports, never raises
@@ -28,9 +27,9 @@ def probe(check: Callable[[], object]) -> dict:
     return status
 
 
-def connectivity(fetch: FetchImaging) -> dict[str, dict]:
+def connectivity(fhir: FhirStore, pacs: Mapping[str, PacsClient]) -> dict[str, dict[str, Any]]:
     """One probe per dependency: ``fhir`` and ``pacs:<name>``."""
-    checks = {"fhir": fetch.fhir.ping}
-    checks.update({f"pacs:{name}": client.ping for name, client in fetch.pacs.items()})
+    checks: dict[str, Callable[[], object]] = {"fhir": fhir.ping}
+    checks.update({f"pacs:{name}": client.ping for name, client in pacs.items()})
     with ThreadPoolExecutor(len(checks)) as pool:
         return dict(zip(checks, pool.map(probe, checks.values()), strict=True))

@@ -6,6 +6,7 @@ import threading
 import time
 
 import requests
+from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -50,6 +51,10 @@ class BearerAuth(requests.auth.AuthBase):
         return request
 
 
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
 class ClientCredentialsAuth(requests.auth.AuthBase):
     """OAuth2 client-credentials (RFC 6749 4.4): a cached token, renewed before it expires."""
 
@@ -70,7 +75,7 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
                 response = self._http.post(
                     str(self._auth.token_url),
                     data=data,
-                    auth=(str(self._auth.client_id), str(self._auth.client_secret)),
+                    auth=(str(self._auth.client_id), _secret(self._auth.client_secret)),
                     timeout=self._timeout,
                 )
                 response.raise_for_status()
@@ -101,9 +106,9 @@ class ClientCredentialsAuth(requests.auth.AuthBase):
 def requests_auth(auth: HttpAuth, *, timeout: float) -> requests.auth.AuthBase | None:
     """The requests auth object for configured credentials (None: anonymous)."""
     if auth.mode == "basic":
-        return requests.auth.HTTPBasicAuth(str(auth.username), str(auth.password))
+        return requests.auth.HTTPBasicAuth(str(auth.username), _secret(auth.password))
     if auth.mode == "bearer":
-        return BearerAuth(str(auth.token))
+        return BearerAuth(_secret(auth.token))
     if auth.mode == "oauth2":
         return ClientCredentialsAuth(auth, timeout=timeout)
     return None

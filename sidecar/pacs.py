@@ -1,16 +1,24 @@
-"""PACS adapter: QIDO-RS over dicomweb-client with a pooled session, our timeouts and retries.
+"""The PACS adapter: QIDO-RS (DICOM PS3.18 10.6) on a pooled session, our timeouts and retries.
 
-dicomweb-client's own retry (5 attempts, exponential, on every exception) is switched off;
-the session retries connect errors and 502/503/504 once or as configured. Study-level
-queries are sent with values that Orthanc 1.10 matches without decoding (see sidecar.qido),
-which dicomweb-client's ``quote_plus`` encoding would break, so that one request goes
-through the client's GET helper with a query string we build; series/instance queries
-(UID filters only) use the public API.
+- **Study level** is sent as a query string we build (:mod:`sidecar.qido`): Orthanc 1.10
+  does not percent-decode filter values, and dicomweb-client would encode them. These go
+  straight through the session this client owns.
+- **Series and instance level** (a StudyInstanceUID in the path, nothing to encode) go
+  through dicomweb-client's public ``search_for_series`` / ``search_for_instances``.
+- Every level pages through :meth:`PacsClient._pages`: ``limit``/``offset``, the next offset
+  counting the rows the PACS returned (not the rows kept), a short page ending the walk
+  unless the PACS says ``Warning: 299`` (PS3.18 6.7.1.2.2: more results than it sent), and a
+  page cap that ends in a clear error instead of an endless loop.
+
+dicomweb-client's own retry (5 attempts on every exception) is off; the session retries
+connect errors and 502/503/504 (``SIDECAR_PACS_RETRIES``). Errors become PacsUnavailable
+(502) or PacsTimeout (504).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +32,7 @@ from prometheus_client import Histogram
 from sidecar import qido
 from sidecar.http import pooled_session, requests_auth
 from sidecar.outcome import PacsTimeout, PacsUnavailable
-from sidecar.settings import PacsSettings
+from sidecar.settings import PacsSettings, QidoSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +42,9 @@ QIDO_SECONDS = Histogram(
 )
 
 Record = dict[str, Any]
+#: One page: (rows, the PACS said there are more than it sent).
+Page = tuple[list[Record], bool]
+DICOM_JSON = "application/dicom+json, application/json"
 
 
 @dataclass(frozen=True)
@@ -51,24 +62,28 @@ class PacsClient:
     def __init__(
         self,
         settings: PacsSettings,
+        qido_settings: QidoSettings,
         *,
-        timeout: float,
-        connect_timeout: float,
-        retries: int,
-        concurrency: int,
-        page_size: int,
         session: requests.Session | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
-        self.page_size = page_size
-        self._session = session or pooled_session(pool_size=concurrency + 2, retries=retries)
-        self._session.auth = requests_auth(settings.auth, timeout=timeout)
-        self._client = DICOMwebClient(
-            settings.url, session=self._session, timeout=(connect_timeout, timeout)
+        self.page_size = qido_settings.page_size
+        self.max_pages = qido_settings.max_pages
+        self._timeout = (qido_settings.connect_timeout_seconds, qido_settings.timeout_seconds)
+        self._session = session or pooled_session(
+            pool_size=qido_settings.concurrency + 2, retries=qido_settings.retries
         )
+        self._session.auth = requests_auth(settings.auth, timeout=qido_settings.timeout_seconds)
+        self._session.headers["Accept"] = DICOM_JSON
+        # the Warning header of the last response on this thread (dicomweb-client hides it)
+        self._last = threading.local()
+        self._session.hooks["response"].append(self._remember_warning)
+        self._client = DICOMwebClient(settings.url, session=self._session, timeout=self._timeout)
         self._client.set_http_retry_params(retry=False)
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"qido-{self.name}")
+        self._pool = ThreadPoolExecutor(
+            qido_settings.concurrency, thread_name_prefix=f"qido-{self.name}"
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -79,12 +94,13 @@ class PacsClient:
     def search_patient_studies(
         self, patient_id: str, issuer: str | None, criteria: qido.StudyCriteria
     ) -> PatientStudies:
-        """All studies of one patient identifier, paged with limit/offset, checked exactly."""
+        """All studies of one patient identifier, checked exactly (PatientID, issuer,
+        criteria); what the PACS matched loosely is dropped and counted."""
         filters = qido.study_filters(patient_id, issuer, criteria)
         kept: list[Record] = []
-        dropped = requests_made = 0
+        dropped = pages = 0
         for page in self.study_pages(filters, fields=qido.STUDY_FIELDS):
-            requests_made += 1
+            pages += 1
             for record in page:
                 if qido.is_exact_patient(record, patient_id, issuer) and qido.matches_criteria(
                     record, criteria
@@ -99,35 +115,43 @@ class PacsClient:
                             "study_uid": qido.first_value(record, qido.STUDY_INSTANCE_UID),
                         },
                     )
-        return PatientStudies(kept, dropped, requests_made)
+        return PatientStudies(kept, dropped, pages)
 
     def study_pages(
         self, filters: list[tuple[str, str]], *, fields: Iterable[str]
     ) -> Iterator[list[Record]]:
-        """Study-level QIDO pages (limit/offset) until the PACS has no more; the caller
-        applies the exact checks. Filters must come from :mod:`sidecar.qido`."""
-        offset = 0
-        while True:
-            query = qido.query_string(filters, fields=fields, limit=self.page_size, offset=offset)
-            page, more = self._get_json(f"{self.settings.url}/studies?{query}", level="study")
-            yield page
-            offset += len(page)
-            if not page or (len(page) < self.page_size and not more):
-                return
+        """Study-level QIDO pages; the caller applies the exact checks. Filters must come
+        from :mod:`sidecar.qido` (values safe to send unencoded)."""
+        field_list = tuple(fields)
+
+        def page(offset: int) -> Page:
+            query = qido.query_string(
+                filters, fields=field_list, limit=self.page_size, offset=offset
+            )
+            return self._get_rows(f"{self.settings.url}/studies?{query}")
+
+        return self._pages("study", page)
 
     def find_study(self, study_uid: str) -> Record | None:
-        """The study-level record of one study, whoever's it is (None if the PACS lacks it)."""
-        query = qido.query_string([(qido.STUDY_INSTANCE_UID, study_uid)], limit=2)
-        page, _ = self._get_json(f"{self.settings.url}/studies?{query}", level="study")
+        """The study-level record of one study, whoever's it is (None if the PACS lacks it).
+
+        Asks for IssuerOfPatientID (0010,0021): Orthanc returns it only when asked.
+        """
+        query = qido.query_string(
+            [(qido.STUDY_INSTANCE_UID, study_uid)], fields=(qido.ISSUER_OF_PATIENT_ID,), limit=2
+        )
+        rows, _ = self._timed(
+            "study", lambda: self._get_rows(f"{self.settings.url}/studies?{query}")
+        )
         return next(
-            (r for r in page if qido.first_value(r, qido.STUDY_INSTANCE_UID) == study_uid), None
+            (r for r in rows if qido.first_value(r, qido.STUDY_INSTANCE_UID) == study_uid), None
         )
 
     # -- series / instance level ---------------------------------------------------------
 
     def study_contents(self, study_uids: Iterable[str], level: str) -> dict[str, list[Record]]:
-        """Series- or instance-level records per study: one paged query per study, in parallel
-        (bounded by the pool size)."""
+        """Series- or instance-level records per study: one paged query per study, in
+        parallel (bounded by ``SIDECAR_QIDO_CONCURRENCY``)."""
         uids = list(study_uids)
         if level not in ("series", "instance") or not uids:
             return {}
@@ -147,45 +171,59 @@ class PacsClient:
             if level == "series"
             else self._client.search_for_instances
         )
-        fields = qido.SERIES_FIELDS if level == "series" else qido.INSTANCE_FIELDS
-        records: list[Record] = []
-        while True:
-            page = self._timed(
-                level,
-                lambda: search(
-                    study_instance_uid=study_uid,
-                    fields=list(fields),
-                    limit=self.page_size,
-                    offset=len(records) or None,
-                ),
+        fields = list(qido.SERIES_FIELDS if level == "series" else qido.INSTANCE_FIELDS)
+
+        def page(offset: int) -> Page:
+            self._last.warning = ""
+            rows = search(
+                study_instance_uid=study_uid,
+                fields=fields,
+                limit=self.page_size,
+                offset=offset or None,
             )
+            return list(rows), "299" in self._last.warning
+
+        records: list[Record] = []
+        for rows in self._pages(level, page):
             # A PACS may ignore the study in the path; keep only this study's records.
             records.extend(
-                r for r in page if qido.first_value(r, qido.STUDY_INSTANCE_UID) in (None, study_uid)
+                r for r in rows if qido.first_value(r, qido.STUDY_INSTANCE_UID) in (None, study_uid)
             )
-            if len(page) < self.page_size:
-                return records
+        return records
 
     # -- health ------------------------------------------------------------------------
 
     def ping(self) -> None:
-        """One cheap QIDO request; raises PacsUnavailable/PacsTimeout."""
-        self._get_json(f"{self.settings.url}/studies?limit=1", level="ping")
+        """One cheap QIDO request (dicomweb-client's search); raises PacsUnavailable/Timeout."""
+        self._timed("ping", lambda: self._client.search_for_studies(limit=1))
 
     # -- transport ---------------------------------------------------------------------
 
-    def _get_json(self, url: str, *, level: str) -> tuple[list[Record], bool]:
-        def call() -> tuple[list[Record], bool]:
-            response = self._client._http_get(  # noqa: SLF001 - see module docstring
-                url, headers={"Accept": "application/dicom+json, application/json"}
-            )
-            more = "299" in response.headers.get("Warning", "")
-            if not response.content:
-                return [], more
-            body = response.json()
-            return ([body] if isinstance(body, dict) else list(body)), more
+    def _pages(self, level: str, page: Callable[[int], Page]) -> Iterator[list[Record]]:
+        """The one paging loop of every level (see the module docstring)."""
+        offset = 0
+        for _ in range(self.max_pages):
+            rows, more = self._timed(level, lambda o=offset: page(o))
+            yield rows
+            offset += len(rows)
+            if not rows or (len(rows) < self.page_size and not more):
+                return
+        raise PacsUnavailable(
+            f"PACS {self.name!r} sent more than {self.max_pages} pages of {level}-level "
+            f"results ({offset} rows); it may ignore 'offset' (SIDECAR_QIDO_MAX_PAGES)"
+        )
 
-        return self._timed(level, call)
+    def _get_rows(self, url: str) -> Page:
+        response = self._session.get(url, timeout=self._timeout)
+        response.raise_for_status()
+        more = "299" in response.headers.get("Warning", "")
+        if not response.content:
+            return [], more
+        body = response.json()
+        return ([body] if isinstance(body, dict) else list(body)), more
+
+    def _remember_warning(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last.warning = response.headers.get("Warning", "")
 
     def _timed(self, level: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -207,7 +245,7 @@ class PacsClient:
             raise PacsUnavailable(
                 f"PACS {self.name!r} answered HTTP {status} to a {level} query"
             ) from exc
-        except (requests.RequestException, ValueError) as exc:
+        except (requests.RequestException, ValueError, TypeError) as exc:
             raise PacsUnavailable(
                 f"PACS {self.name!r} sent an unusable answer ({type(exc).__name__})"
             ) from exc

@@ -3,9 +3,11 @@
     serve(settings, bind="127.0.0.1:8090", workers=2, embedded_worker=True)
 
 - gunicorn runs ``create_app(settings)`` in ``workers`` processes (gthread).
-- With ``embedded_worker`` the sync worker runs as a child process
-  (``python -m subscription_handlers.worker``), restarted if it dies; the SQLite queue file
-  needs no other server. Without it, run ``dicom-fhir worker`` elsewhere (Redis backend).
+- With ``embedded_worker`` the sync worker runs as a child process (``dicom-fhir worker``),
+  restarted if it dies; the SQLite queue file needs no other server. Without it, run
+  ``dicom-fhir worker`` elsewhere (Redis backend).
+- Every process records metrics into one folder (``<SIDECAR_DATA_DIR>/metrics``), so
+  ``/metrics`` on any gunicorn worker shows the embedded worker's sync jobs too.
 - The Subscription and OperationDefinition are registered by a background thread (start-up
   never waits for a slow FHIR server), which then re-registers them when they go missing.
 - SIGTERM (or SIGINT) stops gunicorn gracefully, then the worker child (it finishes its
@@ -15,15 +17,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
 import threading
-from dataclasses import replace
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+from sidecar.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("sidecar.server")
 
@@ -34,7 +36,7 @@ class EmbeddedWorker:
     """The sync worker as a supervised child process."""
 
     def __init__(self, command: list[str] | None = None) -> None:
-        self.command = command or [sys.executable, "-m", "subscription_handlers.worker"]
+        self.command = command or [sys.executable, "-m", "sidecar.cli", "worker"]
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,7 +86,7 @@ class EmbeddedWorker:
 class SidecarApplication(BaseApplication):
     """gunicorn, configured in code, serving ``create_app(settings)``."""
 
-    def __init__(self, settings: Any, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
         self.options = options
         super().__init__()
@@ -95,13 +97,22 @@ class SidecarApplication(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
-        from sidecar.web import create_app
+        from sidecar.wiring import create_web_app  # in each worker, after fork
 
-        return create_app(self.settings)
+        return create_web_app(self.settings)
+
+
+def with_notify_url_of(settings: Settings, bind: str) -> Settings:
+    """HAPI reaches this sidecar where it listens, unless SIDECAR_NOTIFY_URL says otherwise."""
+    host = bind.rpartition(":")[0]
+    if "notify_url" in settings.sync.model_fields_set or host in ("", "0.0.0.0", "[::]"):
+        return settings
+    sync = settings.sync.model_copy(update={"notify_url": f"http://{bind}/notify"})
+    return settings.model_copy(update={"sync": sync})
 
 
 def serve(
-    settings: Any = None,
+    settings: Settings | None = None,
     bind: str = "127.0.0.1:8090",
     workers: int = 2,
     embedded_worker: bool = True,
@@ -110,32 +121,39 @@ def serve(
     register: bool | None = None,
 ) -> None:
     """Run the sidecar until SIGTERM/SIGINT (blocks; call from the main thread)."""
-    from sidecar.settings import Settings
-    from subscription_handlers.settings import SyncSettings
+    settings = with_notify_url_of(settings or load_settings(), bind)
+    from sidecar import metrics  # before anything that records a metric is imported
 
-    settings = settings or Settings.from_env()
-    sync_settings = SyncSettings.from_env()
-    host = bind.rpartition(":")[0]
-    if "SIDECAR_NOTIFY_URL" not in os.environ and host not in ("", "0.0.0.0", "[::]"):
-        # HAPI reaches this sidecar where it listens, unless told otherwise
-        sync_settings = replace(sync_settings, notify_url=f"http://{bind}/notify")
-    do_register = sync_settings.register_on_start if register is None else register
+    metrics.share_between_processes(settings.data_dir / "metrics")
+    from sidecar import wiring
+
+    wiring.require_caller_credentials(settings)
+    do_register = settings.sync.register_on_start if register is None else register
+    registrar = wiring.build_registrar(settings) if do_register else None
+    if registrar is not None and not registrar.notify_secret:
+        raise SettingsError(
+            "SIDECAR_NOTIFY_SECRET is required for the automatic sync's Subscription "
+            "(or start with --no-register / SIDECAR_REGISTER_ON_START=false)"
+        )
     worker = EmbeddedWorker() if embedded_worker else None
     registration: dict[str, Any] = {}
 
     def when_ready(server) -> None:
         if worker is not None:
             worker.start()
-        if do_register:
+        if registrar is not None:
             from subscription_handlers.registration import start_registration_thread
 
-            registration["thread"], registration["stop"] = start_registration_thread(sync_settings)
+            registration["thread"], registration["stop"] = start_registration_thread(registrar)
 
     def on_exit(server) -> None:
         if "stop" in registration:
             registration["stop"].set()
         if worker is not None:
             worker.stop()
+
+    def child_exit(server, gunicorn_worker) -> None:
+        metrics.process_exited(gunicorn_worker.pid)
 
     options = {
         "bind": bind,
@@ -149,6 +167,7 @@ def serve(
         "accesslog": None,
         "when_ready": when_ready,
         "on_exit": on_exit,
+        "child_exit": child_exit,
         "proc_name": "dicom-fhir-sidecar",
     }
     SidecarApplication(settings, options).run()

@@ -1,28 +1,107 @@
-"""One settings object for the sidecar, read from the environment (and an optional TOML file).
+"""The one settings object of every sidecar process: web app, worker, CLI, registration, queue.
 
-Secrets (passwords, tokens, client secrets) are read from environment variables only; the
-TOML file named by ``SIDECAR_CONFIG`` may hold every other setting under the same names
-without the ``SIDECAR_`` prefix, lower-cased (``fhir_base_url``, ``[pacs.main] url = ...``).
-Environment variables win over the file. See docs/configuration.md for the table.
+Built once, by the composition root (:mod:`sidecar.wiring`), with :func:`load_settings`;
+everything else receives it (or the part it needs) as an argument. pydantic does the typing
+and validation; pydantic-settings merges the sources, highest priority first:
+
+1. values passed to ``Settings(...)`` (tests);
+2. environment variables ``SIDECAR_<NAME>`` (the names in docs/configuration.md);
+3. the optional TOML file named by ``SIDECAR_CONFIG``: the same names without the prefix,
+   lower-cased (``fhir_base_url = "..."``), PACS as tables (``[pacs.main] url = "..."``).
+   Secrets are refused there: they come from the environment only.
+
+The names are flat (``SIDECAR_FHIR_TIMEOUT_SECONDS``, ``SIDECAR_PACS_MAIN_URL``) because users
+already set them; :mod:`sidecar.settings_names` maps them onto the nested models below (the
+library's own ``__`` delimiter would rename every variable). A bad value stops the start with
+:class:`SettingsError` naming the variable.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-FHIR_AUTH_MODES = ("none", "basic", "bearer", "oauth2")
-_PACS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_SECRET_KEYS = {"password", "token", "client_secret", "shared_secret", "bearer_tokens"}
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sidecar import settings_names as names
+
+AuthMode = Literal["none", "basic", "bearer", "oauth2"]
+PACS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+Positive = Annotated[float, Field(gt=0)]
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+def _comma_list(value: Any) -> Any:
+    """``"a, b"`` -> ``("a", "b")``; TOML arrays and tuples pass through."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _strip_slash(value: Any) -> Any:
+    return value.strip().rstrip("/") if isinstance(value, str) else value
+
+
+Url = Annotated[str, BeforeValidator(_strip_slash), Field(pattern=r"^https?://[^\s/]+")]
+Secrets = Annotated[tuple[SecretStr, ...], BeforeValidator(_comma_list)]
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HttpAuth(_Group):
+    """Credentials for an outgoing HTTP connection (the FHIR server or a PACS).
+
+    ``mode`` defaults to ``basic`` when a username is set, else ``none``.
+    """
+
+    mode: AuthMode = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    token_url: Url | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("mode"):
+            data = {**data, "mode": "basic" if data.get("username") else "none"}
+        if isinstance(data, dict) and isinstance(data.get("mode"), str):
+            data = {**data, "mode": data["mode"].lower()}
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> HttpAuth:
+        required = {
+            "basic": ("username", "password"),
+            "bearer": ("token",),
+            "oauth2": ("token_url", "client_id", "client_secret"),
+        }.get(self.mode, ())
+        missing = [name for name in required if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"auth {self.mode} needs {', '.join(missing)}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -37,233 +116,212 @@ class IdentifierMapping:
     issuer: str | None = None
 
 
-@dataclass(frozen=True)
-class HttpAuth:
-    """Credentials for an outgoing HTTP connection (FHIR server or PACS)."""
+def parse_identifier_mappings(value: Any) -> Any:
+    """``system|issuer,system2|issuer2,system3`` (no ``|issuer``: PatientID only)."""
+    if not isinstance(value, str):
+        return value
+    mappings = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        system, _, issuer = item.partition("|")
+        if not system.strip():
+            raise ValueError(f"identifier mapping {item!r}: the system is empty")
+        mappings.append({"system": system.strip(), "issuer": issuer.strip() or None})
+    return tuple(mappings)
 
-    mode: str = "none"  # none | basic | bearer | oauth2
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    token_url: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    scope: str | None = None
+
+IdentifierMappings = Annotated[
+    tuple[IdentifierMapping, ...], BeforeValidator(parse_identifier_mappings)
+]
 
 
-@dataclass(frozen=True)
-class PacsSettings:
-    """One DICOMweb PACS."""
+class FhirSettings(_Group):
+    """The FHIR R4 server (``SIDECAR_FHIR_*``): one client for the use case and registration."""
+
+    base_url: Url = "http://127.0.0.1:8080/fhir"
+    auth: HttpAuth = HttpAuth()
+    timeout_seconds: Positive = 30.0
+    retries: int = Field(1, ge=0)  # idempotent requests, after connect errors / 502-504
+
+
+class PacsSettings(_Group):
+    """One DICOMweb PACS (``SIDECAR_PACS_<NAME>_*``)."""
 
     name: str
-    url: str  # the DICOMweb root the sidecar queries
-    wado_root: str  # the public DICOMweb root written into Endpoint.address
-    auth: HttpAuth
-    timezone: str | None = None  # IANA zone for DICOM dates/times without an offset
-    patient_identifiers: tuple[IdentifierMapping, ...] = ()
+    url: Url  # the DICOMweb root the sidecar queries
+    wado_root: Url | None = None  # public root written into Endpoint.address (default: url)
+    auth: HttpAuth = HttpAuth()
+    timezone: str | None = None  # IANA zone for DICOM times without an offset
+    patient_identifiers: IdentifierMappings = ()
     accession_system: str | None = None
-    endpoint_id: str = ""  # FHIR id of this PACS's Endpoint
+    endpoint_id: str | None = None  # FHIR id of this PACS's Endpoint (default dicomweb-<name>)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown IANA zone {value!r}") from None
+        return value or None
+
+    @model_validator(mode="after")
+    def _defaults(self) -> PacsSettings:
+        if self.wado_root is None:
+            object.__setattr__(self, "wado_root", self.url)
+        if not self.endpoint_id:
+            object.__setattr__(self, "endpoint_id", f"dicomweb-{self.name.replace('_', '-')}")
+        return self
 
     def mapping_for(self, system: str | None) -> IdentifierMapping | None:
         """The identifier mapping for a Patient.identifier system, if this PACS has one."""
         return next((m for m in self.patient_identifiers if m.system == system), None)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the sidecar needs; built once by ``from_env`` and injected."""
+class QidoSettings(_Group):
+    """How every PACS is queried (``SIDECAR_PACS_TIMEOUT_SECONDS``, ``SIDECAR_PAGE_SIZE``...)."""
 
-    fhir_base_url: str = "http://127.0.0.1:8080/fhir"
-    fhir_auth: HttpAuth = field(default_factory=HttpAuth)
-    fhir_timeout_seconds: float = 30.0
-    pacs: tuple[PacsSettings, ...] = ()
-    pacs_timeout_seconds: float = 20.0
-    pacs_connect_timeout_seconds: float = 3.0
-    pacs_retries: int = 1
-    qido_concurrency: int = 4
-    page_size: int = 500
-    shared_secret: str | None = field(default=None, repr=False)
-    bearer_tokens: tuple[str, ...] = field(default=(), repr=False)
+    timeout_seconds: Positive = 20.0
+    connect_timeout_seconds: Positive = 3.0
+    retries: int = Field(1, ge=0)
+    concurrency: int = Field(4, ge=1)
+    page_size: int = Field(500, ge=1)
+    max_pages: int = Field(2000, ge=1)  # a PACS that ignores offset must not loop forever
+
+
+class SyncSettings(_Group):
+    """The automatic sync: notification endpoint, queue, workers, Subscription."""
+
+    notify_url: Url = "http://127.0.0.1:8090/notify"
+    # queue backend: Redis when a URL is set, else a SQLite file (no extra server)
+    redis_url: SecretStr | None = None  # may carry a password
+    queue_path: Path | None = None  # default: <data_dir>/queue.sqlite3
+    queue_name: str = "dicom-fhir-sync"
+    # retries of a sync through PACS/FHIR outages: delay * backoff**n, capped
+    max_attempts: int = Field(10, ge=1)
+    retry_delay_seconds: Positive = 5.0
+    retry_backoff: float = Field(2.0, ge=1.0)
+    retry_max_delay_seconds: Positive = 300.0
+    # workers
+    worker_threads: int = Field(2, ge=1)
+    lease_seconds: float = Field(60.0, ge=3.0)  # renewed every lease/3 while a sync runs
+    reconcile_seconds: Positive = 15.0  # how often a worker re-queues lost or stale work
+    stale_queued_seconds: Positive = 120.0  # a queued job not started by then is re-queued
+    poll_max_seconds: Positive = 0.5  # SQLite backend: longest wait between queue polls
+    # registration of the Subscription and the OperationDefinition
+    subscription_id: str = "dicom-fhir-sidecar-patient"
+    register_on_start: bool = True
+    registration_check_seconds: Positive = 60.0
+    activation_timeout_seconds: Positive = 30.0
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self.redis_url else "sqlite"
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        delay = self.retry_delay_seconds * self.retry_backoff ** max(attempt - 1, 0)
+        return min(delay, self.retry_max_delay_seconds)
+
+
+def _default_pacs() -> dict[str, PacsSettings]:
+    return {"main": PacsSettings(name="main", url="http://127.0.0.1:8042/dicom-web")}
+
+
+class Settings(BaseSettings):
+    """Everything the sidecar needs; see docs/configuration.md for every variable."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    fhir: FhirSettings = FhirSettings()
+    pacs: dict[str, PacsSettings] = Field(default_factory=_default_pacs)
+    qido: QidoSettings = QidoSettings()
+    sync: SyncSettings = SyncSettings()
+    #: ``X-Sidecar-Secret`` values HAPI's relay may send (the first is current; more: rotation)
+    relay_secret: Secrets = ()
+    #: the Subscription header's secret; authorizes /notify only (first current, more: rotation)
+    notify_secret: Secrets = ()
+    #: tokens accepted as ``Authorization: Bearer`` on $fetch-imaging
+    bearer_tokens: Secrets = ()
     allow_anonymous: bool = False
-    log_level: str = "INFO"
+    data_dir: Path = Path("var/sidecar")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("pacs", mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for name, pacs in value.items():
+            if not PACS_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid PACS name ([a-z][a-z0-9_]*)")
+            out[name] = {**pacs, "name": name} if isinstance(pacs, dict) else pacs
+        return out
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if not self.pacs:
+            raise ValueError("at least one PACS is required")
+        endpoint_ids = [p.endpoint_id for p in self.pacs.values()]
+        if len(set(endpoint_ids)) != len(endpoint_ids):
+            raise ValueError("each PACS needs its own endpoint_id")
+        overlap = {s.get_secret_value() for s in self.relay_secret} & {
+            s.get_secret_value() for s in self.notify_secret
+        }
+        if overlap:
+            raise ValueError("the notify secret and the relay secret must differ")
+        if self.sync.queue_path is None:
+            sync = self.sync.model_copy(update={"queue_path": self.data_dir / "queue.sqlite3"})
+            object.__setattr__(self, "sync", sync)
+        return self
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``SIDECAR_*`` variables (and the TOML file named by ``SIDECAR_CONFIG``)."""
-        env = os.environ if environ is None else environ
-        file_values = _read_toml(env.get("SIDECAR_CONFIG"))
-        get = SettingsReader(env, file_values)
-        names = [n.strip().lower() for n in get.str("PACS", "main").split(",") if n.strip()]
-        if not names:
-            raise SettingsError("SIDECAR_PACS: at least one PACS name is required")
-        default_ids = get.str("PATIENT_IDENTIFIERS", "")
-        pacs = tuple(_pacs_settings(get, name, default_ids) for name in names)
-        if len({p.endpoint_id for p in pacs}) != len(pacs):
-            raise SettingsError("SIDECAR_PACS_<NAME>_ENDPOINT_ID: each PACS needs its own id")
-        settings = cls(
-            fhir_base_url=get.str("FHIR_BASE_URL", cls.fhir_base_url).rstrip("/"),
-            fhir_auth=_auth(get, "FHIR_"),
-            fhir_timeout_seconds=get.float("FHIR_TIMEOUT_SECONDS", cls.fhir_timeout_seconds),
-            pacs=pacs,
-            pacs_timeout_seconds=get.float("PACS_TIMEOUT_SECONDS", cls.pacs_timeout_seconds),
-            pacs_connect_timeout_seconds=get.float(
-                "PACS_CONNECT_TIMEOUT_SECONDS", cls.pacs_connect_timeout_seconds
-            ),
-            pacs_retries=get.int("PACS_RETRIES", cls.pacs_retries, minimum=0),
-            qido_concurrency=get.int("QIDO_CONCURRENCY", cls.qido_concurrency, minimum=1),
-            page_size=get.int("PAGE_SIZE", cls.page_size, minimum=1),
-            shared_secret=get.secret("SHARED_SECRET"),
-            bearer_tokens=tuple(
-                t.strip() for t in (get.secret("BEARER_TOKENS") or "").split(",") if t.strip()
-            ),
-            allow_anonymous=get.bool("ALLOW_ANONYMOUS", False),
-            log_level=get.str("LOG_LEVEL", "INFO").upper(),
-        )
-        return settings
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get() or {}  # Settings(...) alone reads no environment
+        return init_settings, names.NamedSource(settings_cls, environ)
+
+    # -- conveniences ------------------------------------------------------------------------
 
     def pacs_by_name(self, name: str) -> PacsSettings:
-        return next(p for p in self.pacs if p.name == name)
+        return self.pacs[name]
+
+    @property
+    def pacs_list(self) -> list[PacsSettings]:
+        return list(self.pacs.values())
 
 
-def parse_identifier_mappings(text: str) -> tuple[IdentifierMapping, ...]:
-    """Parse ``system|issuer,system2|issuer2,system3`` (no ``|issuer``: PatientID only)."""
-    mappings = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        system, _, issuer = item.partition("|")
-        if not system.strip():
-            raise SettingsError(f"identifier mapping {item!r}: the system is empty")
-        mappings.append(IdentifierMapping(system.strip(), issuer.strip() or None))
-    return tuple(mappings)
+_ENVIRON: ContextVar[dict[str, str] | None] = ContextVar("sidecar_environ", default=None)
 
 
-def _pacs_settings(get: SettingsReader, name: str, default_ids: str) -> PacsSettings:
-    if not _PACS_NAME.match(name):
-        raise SettingsError(f"SIDECAR_PACS: {name!r} is not a valid PACS name ([a-z][a-z0-9_]*)")
-    prefix = f"PACS_{name.upper()}_"
-    url = get.str(prefix + "URL", "http://127.0.0.1:8042/dicom-web" if name == "main" else "")
-    if not url:
-        raise SettingsError(f"SIDECAR_{prefix}URL is required")
-    timezone = get.str(prefix + "TIMEZONE", "") or None
-    if timezone:
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise SettingsError(
-                f"SIDECAR_{prefix}TIMEZONE: unknown IANA zone {timezone!r}"
-            ) from exc
-    return PacsSettings(
-        name=name,
-        url=url.rstrip("/"),
-        wado_root=(get.str(prefix + "WADO_ROOT", "") or url).rstrip("/"),
-        auth=_auth(get, prefix),
-        timezone=timezone,
-        patient_identifiers=parse_identifier_mappings(
-            get.str(prefix + "PATIENT_IDENTIFIERS", default_ids)
-        ),
-        accession_system=get.str(prefix + "ACCESSION_SYSTEM", "") or None,
-        endpoint_id=get.str(prefix + "ENDPOINT_ID", f"dicomweb-{name.replace('_', '-')}"),
-    )
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings once (the composition root calls this).
 
+    ``environ`` defaults to ``os.environ``; ``overrides`` win over every source.
+    Raises SettingsError naming the variable of the first bad value.
+    """
+    import os
 
-def _auth(get: SettingsReader, prefix: str) -> HttpAuth:
-    username = get.str(prefix + "USERNAME", "") or None
-    default_mode = "basic" if username else "none"
-    mode = get.str(prefix + "AUTH", default_mode).lower()
-    if mode not in FHIR_AUTH_MODES:
-        raise SettingsError(f"SIDECAR_{prefix}AUTH must be one of {', '.join(FHIR_AUTH_MODES)}")
-    auth = HttpAuth(
-        mode=mode,
-        username=username,
-        password=get.secret(prefix + "PASSWORD"),
-        token=get.secret(prefix + "TOKEN"),
-        token_url=get.str(prefix + "TOKEN_URL", "") or None,
-        client_id=get.str(prefix + "CLIENT_ID", "") or None,
-        client_secret=get.secret(prefix + "CLIENT_SECRET"),
-        scope=get.str(prefix + "SCOPE", "") or None,
-    )
-    required = {
-        "basic": ("username", "password"),
-        "bearer": ("token",),
-        "oauth2": ("token_url", "client_id", "client_secret"),
-    }.get(mode, ())
-    for attr in required:
-        if not getattr(auth, attr):
-            raise SettingsError(f"SIDECAR_{prefix}{attr.upper()} is required with AUTH={mode}")
-    return auth
-
-
-def _read_toml(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
+    token = _ENVIRON.set(dict(os.environ if environ is None else environ))
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"SIDECAR_CONFIG={path}: {exc}") from exc
-    flat: dict[str, Any] = {}
-    _flatten(data, "", flat)
-    leaked = [k for k in flat if any(k.endswith(s.upper()) for s in _SECRET_KEYS)]
-    if leaked:
-        raise SettingsError(f"SIDECAR_CONFIG: secrets belong in the environment, not {leaked}")
-    return flat
-
-
-def _flatten(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for key, value in data.items():
-        name = f"{prefix}{key}".upper()
-        if isinstance(value, Mapping):
-            _flatten(value, name + "_", out)
-        else:
-            out[name] = value
-
-
-class SettingsReader:
-    """Looks a name up in the environment (``SIDECAR_`` + name), then in the TOML file, and
-    parses it; every settings object of ours reads through it."""
-
-    def __init__(
-        self, env: Mapping[str, str], file_values: Mapping[str, Any] | None = None
-    ) -> None:
-        self._env = env
-        self._file = file_values or {}
-
-    def str(self, name: str, default: str) -> str:
-        value = self._env.get("SIDECAR_" + name)
-        if value is None:
-            value = self._file.get(name, default)
-        if isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        return str(value).strip()
-
-    def secret(self, name: str) -> str | None:
-        return self._env.get("SIDECAR_" + name) or None
-
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        text = self.str(name, repr(default))
-        try:
-            value = float(text)
-        except ValueError:
-            raise SettingsError(f"SIDECAR_{name}: {text!r} is not a number") from None
-        if value <= 0 or value < minimum:
-            raise SettingsError(f"SIDECAR_{name} must be positive and at least {minimum}")
-        return value
-
-    def int(self, name: str, default: int, *, minimum: int) -> int:
-        text = self.str(name, str(default))
-        try:
-            value = int(text)
-        except ValueError:
-            raise SettingsError(f"SIDECAR_{name}: {text!r} is not an integer") from None
-        if value < minimum:
-            raise SettingsError(f"SIDECAR_{name} must be at least {minimum}")
-        return value
-
-    def bool(self, name: str, default: bool) -> bool:
-        text = self.str(name, "true" if default else "false").lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off", ""):
-            return False
-        raise SettingsError(f"SIDECAR_{name}: {text!r} is not a boolean")
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(names.describe(exc)) from None
+    except names.SourceError as exc:
+        raise SettingsError(str(exc)) from None
+    finally:
+        _ENVIRON.reset(token)

@@ -15,8 +15,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from subscription_handlers.settings import SyncSettings
-
 
 def add_parsers(subparsers: Any) -> None:
     worker = subparsers.add_parser(
@@ -53,24 +51,37 @@ def add_parsers(subparsers: Any) -> None:
     sync.set_defaults(func=cmd_jobs_sync)
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from subscription_handlers.worker import _configure_logging, run_worker
+def _services() -> Any:
+    """The process's services (imported here: the CLI must stay cheap to start)."""
+    from sidecar import wiring
 
-    _configure_logging()
-    run_worker(threads=args.threads, shutdown_timeout=args.shutdown_timeout)
+    return wiring.build()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from sidecar.logs import configure_logging
+    from subscription_handlers.worker import run_worker
+
+    services = _services()
+    configure_logging(services.settings.log_level)
+    try:
+        run_worker(services.queue, threads=args.threads, shutdown_timeout=args.shutdown_timeout)
+    finally:
+        services.close()
     return 0
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from subscription_handlers.registration import Registrar, RegistrationError
+    from sidecar.outcome import FetchError
+    from subscription_handlers.registration import RegistrationError
 
-    registrar = Registrar(SyncSettings.from_env())
+    registrar = _services().registrar
     try:
         if args.check:
             result: dict[str, Any] = {"subscription": registrar.subscription_status()}
         else:
             result = registrar.register_all(wait=not args.no_wait)
-    except (RegistrationError, OSError) as exc:
+    except (RegistrationError, FetchError) as exc:
         print(f"registration failed: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
@@ -85,9 +96,7 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from subscription_handlers.queue import get_queue
-
-    queue = get_queue(SyncSettings.from_env())
+    queue = _services().queue
     status = queue.status()
     pending = queue.pending(args.limit)
     dead = queue.dead_letters(args.limit)
@@ -126,12 +135,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_retry(args: argparse.Namespace) -> int:
-    from subscription_handlers.queue import get_queue
-
     if not args.all and not args.patient_ids:
         print("give Patient ids or --all", file=sys.stderr)
         return 2
-    queue = get_queue(SyncSettings.from_env())
+    queue = _services().queue
     revived = queue.retry_dead(None if args.all else args.patient_ids)
     print(
         f"{len(revived)} dead letter(s) queued again"
@@ -146,9 +153,8 @@ def cmd_jobs_retry(args: argparse.Namespace) -> int:
 
 def cmd_jobs_sync(args: argparse.Namespace) -> int:
     from subscription_handlers.patient_rules import InvalidNotification, validate_patient_id
-    from subscription_handlers.queue import get_queue
 
-    queue = get_queue(SyncSettings.from_env())
+    queue = _services().queue
     for patient_id in args.patient_ids:
         try:
             validate_patient_id(patient_id)

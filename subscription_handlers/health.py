@@ -7,58 +7,31 @@ not turn the whole health check red.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from subscription_handlers.settings import SyncSettings
-
-_registrars: dict[int, Any] = {}
-_lock = threading.Lock()
+from subscription_handlers.queue import SyncQueue
+from subscription_handlers.registration import Registrar
 
 
-def _registrar(settings: SyncSettings):
-    from subscription_handlers.registration import Registrar
-
-    with _lock:
-        key = id(settings)
-        if key not in _registrars:
-            _registrars[key] = Registrar(settings)
-        return _registrars[key]
-
-
-def sync_report(settings: SyncSettings) -> dict[str, Any]:
+def sync_report(registrar: Registrar, queue: SyncQueue) -> dict[str, Any]:
     """``{"status": ok|degraded|down, "subscription": {...}, "queue": {...}}``."""
-    from subscription_handlers.queue import get_queue
-
     report: dict[str, Any] = {}
     reasons = []
-    try:
-        subscription = _registrar(settings).subscription_status()
-    except Exception as exc:  # noqa: BLE001 - a health probe reports, never raises
-        subscription = {"status": "unknown", "reason": type(exc).__name__}
+    subscription = registrar.subscription_status()
     report["subscription"] = subscription
     if subscription.get("status") != "active" or subscription.get("differs"):
         reasons.append(f"subscription {subscription.get('status')}")
     try:
-        queue = get_queue(settings).status()
-        report["queue"] = queue
-        if queue["dead"]:
-            reasons.append(f"{queue['dead']} dead letter(s)")
-    except Exception as exc:  # noqa: BLE001
+        status = queue.status()
+    except Exception as exc:  # noqa: BLE001 - a health probe reports, never raises
         report["queue"] = {"status": "down", "reason": type(exc).__name__}
         report["status"] = "down"
         report["reason"] = "the sync queue is unavailable"
         return report
+    report["queue"] = status
+    if status["dead"]:
+        reasons.append(f"{status['dead']} dead letter(s)")
     report["status"] = "degraded" if reasons else "ok"
     if reasons:
         report["reason"] = "; ".join(reasons)
     return report
-
-
-def sync_health() -> dict[str, Any]:
-    """For the app's /healthz (reads the settings registered by ``notify.init_app``)."""
-    from flask import current_app
-
-    from subscription_handlers.notify import EXTENSION
-
-    return sync_report(current_app.extensions[EXTENSION])

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+from sidecar.fhir_values import is_fhir_id
+
 MAX_PAYLOAD_BYTES = 1_000_000
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 DELETED_FINGERPRINT = "deleted"
@@ -36,7 +36,7 @@ class InvalidNotification(ValueError):
 
 def validate_patient_id(patient_id: str) -> str:
     """A FHIR logical id (R4 ``id``: 1-64 of ``[A-Za-z0-9\\-.]``)."""
-    if not FHIR_ID.match(patient_id or ""):
+    if not is_fhir_id(patient_id):
         raise InvalidNotification(f"{patient_id!r} is not a valid FHIR resource id")
     return patient_id
 
@@ -146,6 +146,6 @@ def patient_id_of_reference(reference: str | None) -> str | None:
     parts = reference.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
-    if len(parts) < 2 or parts[-2] != "Patient" or not FHIR_ID.match(parts[-1]):
+    if len(parts) < 2 or parts[-2] != "Patient" or not is_fhir_id(parts[-1]):
         return None
     return parts[-1]

@@ -23,9 +23,9 @@ from typing import Any
 from huey import RedisHuey, SqliteHuey
 from prometheus_client import Counter, Histogram
 
+from sidecar.settings import SyncSettings
 from subscription_handlers import state as sm
 from subscription_handlers.ledger import Ledger, RedisLedger, SqliteLedger
-from subscription_handlers.settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +92,22 @@ def owner_is_dead(owner: str, *, host: str | None = None) -> bool:
 
 
 class SyncQueue:
-    """The queue of one process. Build it after fork (``get_queue`` does, per process)."""
+    """The queue of one process (build it after fork: the composition root does).
+
+    ``runner`` is the job (``PatientSync``); processes that only submit may leave it out.
+    """
 
     def __init__(
         self,
         settings: SyncSettings,
         *,
         runner: SyncRunner | None = None,
-        runner_factory: Callable[[], SyncRunner] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.owner = process_owner()
         self._runner = runner
-        self._runner_factory = runner_factory
-        self._runner_lock = threading.Lock()
         self._held: dict[str, str] = {}  # patient id -> lease name of the running sync
         self._held_lock = threading.Lock()
         self.huey = _make_huey(settings)
@@ -154,14 +154,7 @@ class SyncQueue:
     @property
     def runner(self) -> SyncRunner:
         if self._runner is None:
-            with self._runner_lock:
-                if self._runner is None:
-                    factory = self._runner_factory
-                    if factory is None:
-                        from subscription_handlers.sync import build_patient_sync
-
-                        factory = build_patient_sync
-                    self._runner = factory()
+            raise RuntimeError("this queue was built without a runner; it cannot run jobs")
         return self._runner
 
     def execute(self, patient_id: str) -> str:
@@ -332,7 +325,9 @@ class SyncQueue:
 
 def _make_huey(settings: SyncSettings) -> Any:
     if settings.redis_url:
-        return RedisHuey(settings.queue_name, url=settings.redis_url, results=False, blocking=True)
+        url = settings.redis_url.get_secret_value()
+        return RedisHuey(settings.queue_name, url=url, results=False, blocking=True)
+    assert settings.queue_path is not None  # Settings fills it in from SIDECAR_DATA_DIR
     settings.queue_path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(
         settings.queue_name,
@@ -347,17 +342,5 @@ def _make_huey(settings: SyncSettings) -> Any:
 def _make_ledger(settings: SyncSettings, huey: Any) -> Ledger:
     if settings.redis_url:
         return RedisLedger(huey.storage.conn, prefix=f"dicom-fhir.sync.{settings.queue_name}")
+    assert settings.queue_path is not None
     return SqliteLedger(settings.queue_path)
-
-
-_process_queue: tuple[int, SyncQueue] | None = None
-_process_lock = threading.Lock()
-
-
-def get_queue(settings: SyncSettings | None = None) -> SyncQueue:
-    """This process's queue, built on first use (and again in a forked child)."""
-    global _process_queue
-    with _process_lock:
-        if _process_queue is None or _process_queue[0] != os.getpid():
-            _process_queue = (os.getpid(), SyncQueue(settings or SyncSettings.from_env()))
-        return _process_queue[1]

@@ -22,10 +22,10 @@ import time
 from importlib import resources
 from typing import Any
 
-import requests
-
-from subscription_handlers.notify import SECRET_HEADER
-from subscription_handlers.settings import SyncSettings
+from sidecar.auth import SECRET_HEADER
+from sidecar.fhir_store import FhirStore
+from sidecar.outcome import FetchError
+from sidecar.settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,17 @@ SUBSCRIPTION_REASON = "dicom-fhir-sidecar: sync a Patient's imaging when it is c
 
 
 class RegistrationError(RuntimeError):
-    """The FHIR server refused or failed a registration step."""
+    """Registration cannot proceed (no notify secret) or the FHIR server refused a step."""
 
 
-def desired_subscription(settings: SyncSettings) -> dict[str, Any]:
-    """The Subscription resource this sidecar wants on the FHIR server."""
-    if not settings.shared_secret:
-        raise RegistrationError("SIDECAR_SHARED_SECRET is required to register the Subscription")
+def desired_subscription(settings: SyncSettings, notify_secret: str | None) -> dict[str, Any]:
+    """The Subscription resource this sidecar wants on the FHIR server.
+
+    Its header carries the *notify* secret, which only lets a caller ask for a re-sync of a
+    Patient the worker then reads from FHIR itself; it never authorizes ``$fetch-imaging``.
+    """
+    if not notify_secret:
+        raise RegistrationError("SIDECAR_NOTIFY_SECRET is required to register the Subscription")
     return {
         "resourceType": "Subscription",
         "id": settings.subscription_id,
@@ -56,7 +60,7 @@ def desired_subscription(settings: SyncSettings) -> dict[str, Any]:
             "type": "rest-hook",
             "endpoint": settings.notify_url,
             "payload": FHIR_JSON,
-            "header": [f"{SECRET_HEADER}: {settings.shared_secret}"],
+            "header": [f"{SECRET_HEADER}: {notify_secret}"],
         },
     }
 
@@ -94,41 +98,18 @@ def _content(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 class Registrar:
-    """Registers and watches the Subscription and OperationDefinition on the FHIR server."""
+    """Registers and watches the Subscription and OperationDefinition on the FHIR server,
+    through the sidecar's one FHIR client."""
 
-    def __init__(self, settings: SyncSettings, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: SyncSettings, fhir: FhirStore, notify_secret: str | None) -> None:
         self.settings = settings
-        self.base = settings.fhir_base_url.rstrip("/")
-        self.session = session or _fhir_session()
-        self.session.headers.setdefault("Accept", FHIR_JSON)
+        self.fhir = fhir
+        self.notify_secret = notify_secret
         self.last_status: dict[str, Any] = {"status": "unknown"}
 
-    # -- HTTP --------------------------------------------------------------------------------
-
-    def _get(self, path: str) -> dict[str, Any] | None:
-        response = self.session.get(
-            f"{self.base}/{path}",
-            headers={"Cache-Control": "no-cache"},  # HAPI caches searches for 60 s
-            timeout=self.settings.fhir_timeout_seconds,
-        )
-        if response.status_code in (404, 410):
-            return None
-        if not response.ok:
-            raise RegistrationError(f"GET {path}: HTTP {response.status_code}")
-        return response.json()
-
-    def _put(self, path: str, resource: dict[str, Any]) -> dict[str, Any]:
-        response = self.session.put(
-            f"{self.base}/{path}",
-            data=json.dumps(resource),
-            headers={"Content-Type": FHIR_JSON, "Prefer": "return=representation"},
-            timeout=self.settings.fhir_timeout_seconds,
-        )
-        if not response.ok:
-            raise RegistrationError(
-                f"PUT {path}: HTTP {response.status_code}: {_diagnostics(response)}"
-            )
-        return response.json() if response.content else resource
+    def desired_subscription(self) -> dict[str, Any]:
+        """The Subscription to register; RegistrationError without a notify secret."""
+        return desired_subscription(self.settings, self.notify_secret)
 
     # -- Subscription ----------------------------------------------------------------------
 
@@ -136,30 +117,33 @@ class Registrar:
         """``{"status": requested|active|error|off|missing|unreachable, ...}`` right now."""
         sub_id = self.settings.subscription_id
         try:
-            current = self._get(f"Subscription/{sub_id}")
-        except (requests.RequestException, RegistrationError, ValueError) as exc:
-            return {"id": sub_id, "status": "unreachable", "reason": _reason(exc)}
+            current = self.fhir.read("Subscription", sub_id)
+        except FetchError as exc:
+            return {"id": sub_id, "status": "unreachable", "reason": exc.diagnostics}
         if current is None:
             return {"id": sub_id, "status": "missing"}
         status: dict[str, Any] = {"id": sub_id, "status": current.get("status", "unknown")}
         if current.get("error"):
             status["error"] = current["error"]
-        if not subscription_matches(current, desired_subscription(self.settings)):
+        if not self.notify_secret:
+            status["differs"] = True
+            status["reason"] = "SIDECAR_NOTIFY_SECRET is not set"
+        elif not subscription_matches(current, self.desired_subscription()):
             status["differs"] = True
         return status
 
     def ensure_subscription(self, *, wait: bool = True) -> dict[str, Any]:
         """Create or repair the Subscription; with ``wait``, poll until HAPI activates it."""
-        desired = desired_subscription(self.settings)
+        desired = self.desired_subscription()
         path = f"Subscription/{self.settings.subscription_id}"
-        current = self._get(path)
+        current = self.fhir.read("Subscription", self.settings.subscription_id)
         action = "unchanged"
         if not subscription_matches(current, desired) or (current or {}).get("status") not in (
             "active",
             "requested",
         ):
             action = "created" if current is None else "updated"
-            current = self._put(path, desired)
+            current = self.fhir.put(desired)
             log.info(
                 "subscription registered",
                 extra={"subscription": path, "endpoint": self.settings.notify_url},
@@ -174,7 +158,7 @@ class Registrar:
         deadline = time.monotonic() + self.settings.activation_timeout_seconds
         status = "requested"
         while time.monotonic() < deadline:
-            current = self._get(path) or {}
+            current = self.fhir.read("Subscription", self.settings.subscription_id) or {}
             status = current.get("status", "missing")
             if status in ("active", "error", "off", "missing"):
                 break
@@ -191,15 +175,13 @@ class Registrar:
     def ensure_operation_definition(self) -> str:
         """PUT OperationDefinition/fetch-imaging when it differs; ``created|updated|unchanged``."""
         desired = operation_definition()
-        path = f"OperationDefinition/{desired['id']}"
         # HAPI answers a *read* of OperationDefinition/{id} from its CapabilityStatement
         # provider (HAPI-2249 for stored ones), so the stored resource is found by search.
-        found = self._get(f"OperationDefinition?_id={desired['id']}")
-        entries = (found or {}).get("entry", [])
-        current = entries[0]["resource"] if entries else None
+        found = self.fhir.search("OperationDefinition", {"_id": desired["id"]}, limit=1)
+        current = found[0] if found else None
         if current is not None and _content(current) == _content(desired):
             return "unchanged"
-        self._put(path, desired)
+        self.fhir.put(desired)
         return "created" if current is None else "updated"
 
     def register_all(self, *, wait: bool = True) -> dict[str, Any]:
@@ -230,17 +212,16 @@ class Registrar:
                         log.warning("subscription needs repair", extra=status)
                         self.ensure_subscription(wait=True)
                 delay = self.settings.registration_check_seconds
-            except (requests.RequestException, RegistrationError, ValueError) as exc:
+            except (FetchError, RegistrationError) as exc:
                 self.last_status = {"status": "unreachable", "reason": _reason(exc)}
                 log.warning("registration failed; will retry", extra={"reason": _reason(exc)})
                 delay = min(max(delay * 2, 2.0), self.settings.registration_check_seconds)
             stop.wait(delay)
 
 
-def start_registration_thread(settings: SyncSettings) -> tuple[threading.Thread, threading.Event]:
+def start_registration_thread(registrar: Registrar) -> tuple[threading.Thread, threading.Event]:
     """The background registration + watchdog used by ``serve`` (daemon thread)."""
     stop = threading.Event()
-    registrar = Registrar(settings)
     thread = threading.Thread(
         target=registrar.watch, args=(stop,), name="sidecar-registration", daemon=True
     )
@@ -248,29 +229,6 @@ def start_registration_thread(settings: SyncSettings) -> tuple[threading.Thread,
     return thread, stop
 
 
-def _fhir_session() -> requests.Session:
-    """A session with the sidecar's FHIR credentials (SIDECAR_FHIR_AUTH...)."""
-    session = requests.Session()
-    try:
-        from sidecar.http import requests_auth
-        from sidecar.settings import Settings
-
-        app_settings = Settings.from_env()
-        session.auth = requests_auth(
-            app_settings.fhir_auth, timeout=app_settings.fhir_timeout_seconds
-        )
-    except Exception as exc:  # noqa: BLE001 - registration still works without auth
-        log.warning("FHIR credentials not loaded", extra={"reason": _reason(exc)})
-    return session
-
-
-def _diagnostics(response: requests.Response) -> str:
-    try:
-        body = response.json()
-        return "; ".join(i.get("diagnostics", "") for i in body.get("issue", []))[:300]
-    except ValueError:
-        return response.text[:300]
-
-
 def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
+    text = getattr(exc, "diagnostics", None) or str(exc)
+    return f"{type(exc).__name__}: {text}"[:300]

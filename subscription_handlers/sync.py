@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sidecar.fetch_imaging import FetchImaging, FetchRequest
+from sidecar.outcome import FetchError, NotMappable, PatientNotFound
 from subscription_handlers.patient_rules import DELETED_FINGERPRINT, relevant_fingerprint, rule_for
 from subscription_handlers.queue import SyncFailed, SyncOutcome
 
@@ -21,28 +23,23 @@ log = logging.getLogger(__name__)
 RETRIABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-def identifier_keys(fetch: Any, patient: dict[str, Any]) -> list[tuple[Any, ...]] | None:
-    """The PACS queries a Patient implies, as tuples (None when the use case can't tell)."""
-    mappable = getattr(fetch, "mappable_identifiers", None)
-    if mappable is None:
-        return None
-    return [(k.pacs, k.system, k.patient_id, k.issuer) for k in mappable(patient)]
+def identifier_keys(fetch: FetchImaging, patient: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The PACS queries a Patient implies, as tuples."""
+    return [(k.pacs, k.system, k.patient_id, k.issuer) for k in fetch.mappable_identifiers(patient)]
 
 
-def fingerprint_for(fetch: Any, patient: dict[str, Any]) -> str:
+def fingerprint_for(fetch: FetchImaging, patient: dict[str, Any]) -> str:
+    """What a sync of this Patient depends on (see patient_rules.relevant_fingerprint)."""
     return relevant_fingerprint(patient, identifier_keys(fetch, patient))
 
 
 class PatientSync:
     """Callable ``(patient_id) -> SyncOutcome``; raises ``SyncFailed``. Thread-safe."""
 
-    def __init__(self, fetch: Any) -> None:
-        self.fetch = fetch  # a sidecar.fetch_imaging.FetchImaging
+    def __init__(self, fetch: FetchImaging) -> None:
+        self.fetch = fetch
 
     def __call__(self, patient_id: str) -> SyncOutcome:
-        from sidecar.fetch_imaging import FetchRequest
-        from sidecar.outcome import FetchError, NotMappable, PatientNotFound
-
         try:
             patient = self.fetch.fhir.read_patient(patient_id)
         except PatientNotFound:
@@ -79,9 +76,7 @@ class PatientSync:
         They are a copy of PACS data and are re-created by the sync of whichever Patient
         carries the identifier next; the PACS itself is never touched.
         """
-        from sidecar.outcome import FetchError
-
-        ours = {f"Endpoint/{p.endpoint_id}" for p in self.fetch.settings.pacs}
+        ours = {f"Endpoint/{p.endpoint_id}" for p in self.fetch.settings.pacs.values()}
         try:
             studies = self.fetch.fhir.studies_of(patient_id)
             doomed = [
@@ -106,11 +101,3 @@ def _failure(exc: Any) -> SyncFailed:
         f"HTTP {status}: {getattr(exc, 'diagnostics', exc)}",
         retriable=status in RETRIABLE_STATUSES,
     )
-
-
-def build_patient_sync() -> PatientSync:
-    """The worker's runner, wired from the sidecar's own settings (``SIDECAR_*``)."""
-    from sidecar.fetch_imaging import build_fetch_imaging
-    from sidecar.settings import Settings
-
-    return PatientSync(build_fetch_imaging(Settings.from_env()))

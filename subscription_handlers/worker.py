@@ -1,7 +1,7 @@
 """The sync worker: a huey consumer plus lease heartbeats and crash recovery.
 
-``dicom-fhir worker`` runs this in the foreground; ``dicom-fhir serve`` runs it as a child
-process (``python -m subscription_handlers.worker``) for the embedded default. SIGTERM
+``dicom-fhir worker`` runs this in the foreground; ``dicom-fhir serve`` runs that command as
+a child process for the embedded default. SIGTERM
 stops taking new jobs and waits for the running syncs (up to ``shutdown_timeout``); SIGINT
 stops at once. Either way nothing is lost: a job cut short is recovered by ``reconcile``.
 """
@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from subscription_handlers.queue import SyncQueue, get_queue
-from subscription_handlers.settings import SyncSettings
+from subscription_handlers.queue import SyncQueue
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +33,14 @@ def maintain(queue: SyncQueue, stop: threading.Event) -> None:
 
 
 def run_worker(
-    settings: SyncSettings | None = None,
+    queue: SyncQueue,
     *,
     threads: int | None = None,
     shutdown_timeout: float = 60.0,
 ) -> None:
     """Consume sync jobs until SIGTERM/SIGINT (must run in the main thread)."""
-    settings = settings or SyncSettings.from_env()
-    queue = get_queue(settings)
-    queue.runner  # noqa: B018 - build the use case now: bad settings fail at start-up
+    settings = queue.settings
+    queue.runner  # noqa: B018 - a queue without a job cannot be a worker: fail at start-up
     requeued = queue.reconcile()
     log.info(
         "sync worker starting",
@@ -75,18 +73,3 @@ def run_worker(
     finally:
         stop.set()
         log.info("sync worker stopped")
-
-
-def _configure_logging() -> None:
-    try:
-        from sidecar.settings import Settings
-        from sidecar.web.logs import configure_logging
-
-        configure_logging(Settings.from_env().log_level)
-    except Exception:  # noqa: BLE001 - fall back to plain logs
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-
-
-if __name__ == "__main__":
-    _configure_logging()
-    run_worker()

@@ -49,7 +49,8 @@ class Stack:
 
     fhir_base: str
     pacs: dict[str, PacsServer]
-    shared_secret: str
+    relay_secret: str  # what HAPI's provider sends the sidecar
+    notify_secret: str  # what the Subscription's header carries
     data_dir: Path
     started_here: list[str] = field(default_factory=list)
 
@@ -93,14 +94,16 @@ def stack() -> Iterator[Stack]:
     data_dir = Path(os.environ.get("STACK_DATA_DIR", ROOT / "var"))
     username = os.environ.get("ORTHANC_USERNAME", "orthanc")
     password = os.environ.get("ORTHANC_PASSWORD", "orthanc")
-    secret = os.environ.get("SIDECAR_SHARED_SECRET") or (data_dir / "shared-secret").read_text()
+    relay = os.environ.get("SIDECAR_RELAY_SECRET") or (data_dir / "relay-secret").read_text()
+    notify = os.environ.get("SIDECAR_NOTIFY_SECRET") or (data_dir / "notify-secret").read_text()
     running = Stack(
         fhir_base=f"http://127.0.0.1:{os.environ.get('STACK_HAPI_PORT', '8080')}/fhir",
         pacs={
             name: PacsServer(name, f"http://127.0.0.1:{port}", username, password)
             for name, port in PACS_PORTS.items()
         },
-        shared_secret=secret.strip(),
+        relay_secret=relay.strip(),
+        notify_secret=notify.strip(),
         data_dir=data_dir,
         started_here=[c for c in wanted if c not in before],
     )

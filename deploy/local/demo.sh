@@ -5,7 +5,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STACK="$ROOT/deploy/local/stack.sh"
-PY="${PYTHON:-python3}"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"  # make install's interpreter, with our dependencies
 export STACK_PACS="${DEMO_STACK_PACS:-main}"  # the demo needs PACS main only
 cd "$ROOT"
 

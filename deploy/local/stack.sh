@@ -33,13 +33,19 @@ die() { log "$*"; exit 1; }
 
 mkdir -p "$RUN" "$LOGS"
 
-# --- secrets: the sidecar's shared secret lives only in $VAR (never in the repo) -----------
-secret_file="$VAR/shared-secret"
-if [[ -z "${SIDECAR_SHARED_SECRET:-}" ]]; then
-  [[ -s "$secret_file" ]] || (umask 077; python3 -c 'import secrets;print(secrets.token_urlsafe(32))' >"$secret_file")
-  SIDECAR_SHARED_SECRET="$(cat "$secret_file")"
-fi
-export SIDECAR_SHARED_SECRET
+# --- secrets: they live only in $VAR (never in the repo), one file each ----------------------
+# relay: what HAPI's $fetch-imaging provider sends the sidecar (never stored in FHIR);
+# notify: what the Subscription's header carries (it only asks for a re-sync of a Patient).
+secret() { # variable file
+  local name="$1" file="$VAR/$2"
+  if [[ -z "${!name:-}" ]]; then
+    [[ -s "$file" ]] || (umask 077; python3 -c 'import secrets;print(secrets.token_urlsafe(32))' >"$file")
+    printf -v "$name" '%s' "$(cat "$file")"
+  fi
+  export "${name?}"
+}
+secret SIDECAR_RELAY_SECRET relay-secret
+secret SIDECAR_NOTIFY_SECRET notify-secret
 
 pacs_port() {
   local name="$1" var="STACK_PACS_PORT_${1^^}"
@@ -150,7 +156,7 @@ start_hapi() {
   SERVER_PORT="$HAPI_PORT" HAPI_DATA_DIR="$VAR/hapi" \
     HAPI_FHIR_CUSTOM_PROVIDER_CLASSES="org.dicomfhir.hapi.FetchImagingProvider" \
     FETCH_IMAGING_SIDECAR_URL="${FETCH_IMAGING_SIDECAR_URL:-http://127.0.0.1:$SIDECAR_PORT}" \
-    FETCH_IMAGING_SHARED_SECRET="$SIDECAR_SHARED_SECRET" \
+    FETCH_IMAGING_RELAY_SECRET="$SIDECAR_RELAY_SECRET" \
     FETCH_IMAGING_TIMEOUT_SECONDS="${FETCH_IMAGING_TIMEOUT_SECONDS:-60}" \
     spawn hapi java $HAPI_JAVA_OPTS -Dloader.path="$PROVIDER_JAR" -jar "$HAPI_JAR"
   wait_http hapi "http://127.0.0.1:$HAPI_PORT/fhir/metadata" "$(cat "$RUN/hapi.pid")"
@@ -195,7 +201,9 @@ start_sidecar() {
   if pid_of sidecar >/dev/null; then log "sidecar already running"; return; fi
   port_busy "$SIDECAR_PORT" && die "port $SIDECAR_PORT is taken by a process this script did not start"
   log "starting the sidecar on 127.0.0.1:$SIDECAR_PORT"
-  local py="${PYTHON:-python3}"
+  # the interpreter with our dependencies: make install's .venv unless PYTHON says otherwise
+  local py="${PYTHON:-$ROOT/.venv/bin/python}"
+  [[ -x "$py" ]] || die "no Python with the sidecar installed at $py: run make install first"
   (cd "$ROOT" && eval "$(sidecar_env)" && spawn sidecar "$py" -m sidecar.cli serve --bind "127.0.0.1:$SIDECAR_PORT")
   wait_http sidecar "http://127.0.0.1:$SIDECAR_PORT/livez" "$(cat "$RUN/sidecar.pid")"
 }
@@ -206,7 +214,8 @@ sidecar_env() { # the settings a sidecar (or a test) needs to talk to this stack
   # is left out rather than failing everyone's `env`
   for n in $(known_pacs); do (pacs_port "$n" >/dev/null 2>&1) && names+=("$n"); done
   echo "export SIDECAR_FHIR_BASE_URL=http://127.0.0.1:$HAPI_PORT/fhir"
-  echo "export SIDECAR_SHARED_SECRET=$SIDECAR_SHARED_SECRET"
+  echo "export SIDECAR_RELAY_SECRET=$SIDECAR_RELAY_SECRET"
+  echo "export SIDECAR_NOTIFY_SECRET=$SIDECAR_NOTIFY_SECRET"
   echo "export SIDECAR_DATA_DIR=$VAR/sidecar"
   echo "export SIDECAR_PACS=$(IFS=,; echo "${names[*]}")"
   # the sample roster's issuers (sidecar.samples) and the systems the tests and demo use

@@ -1,12 +1,14 @@
-"""``/livez`` (the process answers), ``/healthz`` (FHIR server and every PACS reachable) and
-``/metrics`` (Prometheus text format)."""
+"""``/livez`` (the process answers), ``/healthz`` (the FHIR server and every PACS reachable,
+plus the sync's section) and ``/metrics`` (Prometheus text format, every process's)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from flask import Blueprint, Response, jsonify
 
+from sidecar import metrics
 from sidecar.health import connectivity
+from sidecar.web.context import current_services
+from subscription_handlers.health import sync_report
 
 bp = Blueprint("health", __name__)
 
@@ -18,26 +20,17 @@ def livez() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    results = connectivity(current_app.config["SIDECAR_FETCH"])
+    services = current_services()
+    results = connectivity(services.fhir, services.pacs)
     healthy = all(r["status"] == "ok" for r in results.values())
-    # sections other packages register (the sync: Subscription status, queue, dead letters)
-    extra = {
-        name: report()
-        for name, report in current_app.extensions.get("sidecar_health_checks", {}).items()
-    }
-    response = jsonify(status="ok" if healthy else "down", checks=results, **extra)
+    # the sync's state is reported, not fatal: $fetch-imaging works without it
+    sync = sync_report(services.registrar, services.queue)
+    response = jsonify(status="ok" if healthy else "down", checks=results, sync=sync)
     response.status_code = 200 if healthy else 503
     return response
 
 
 @bp.get("/metrics")
-def metrics() -> Response:
-    registry = REGISTRY
-    import os
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import CollectorRegistry, multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+def scrape() -> Response:
+    body, content_type = metrics.exposition(current_services().queue)
+    return Response(body, content_type=content_type)

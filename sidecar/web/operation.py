@@ -5,23 +5,16 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
+from sidecar.auth import AcceptedCredentials, check_caller
 from sidecar.fetch_params import parameters_from_resource, parse_fetch_parameters
 from sidecar.outcome import BadRequest, FetchError
-from sidecar.web.auth import check_caller
+from sidecar.web.context import current_services
+from sidecar.web.responses import FHIR_JSON, fhir_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("operation", __name__)
-FHIR_JSON = "application/fhir+json"
-
-
-def fhir_response(body: dict, status: int = 200) -> Response:
-    return Response(
-        json.dumps(body, ensure_ascii=False),
-        status=status,
-        content_type=f"{FHIR_JSON}; charset=utf-8",
-    )
 
 
 def _pairs() -> list[tuple[str, str]]:
@@ -42,11 +35,15 @@ def _pairs() -> list[tuple[str, str]]:
 
 
 def _run(patient_id: str | None) -> Response:
-    settings = current_app.config["SIDECAR_SETTINGS"]
+    services = current_services()
+    settings = services.settings
+    accepted = AcceptedCredentials.of(
+        settings.relay_secret, settings.bearer_tokens, anonymous=settings.allow_anonymous
+    )
     try:
-        check_caller(request.headers, settings)
+        check_caller(request.headers, accepted)
         fetch_request = parse_fetch_parameters(_pairs(), patient_id=patient_id)
-        result = current_app.config["SIDECAR_FETCH"](fetch_request)
+        result = services.fetch(fetch_request)
     except FetchError as exc:
         log.info(
             "fetch refused",
@@ -56,7 +53,7 @@ def _run(patient_id: str | None) -> Response:
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="dicom-fhir-sidecar"'
         return response
-    return fhir_response(result.bundle(settings.fhir_base_url))
+    return fhir_response(result.bundle(settings.fhir.base_url))
 
 
 @bp.route("/fhir/Patient/<patient_id>/$fetch-imaging", methods=["GET", "POST"])

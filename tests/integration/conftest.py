@@ -66,7 +66,8 @@ def sidecar(stack) -> Iterator[Sidecar]:
             "SIDECAR_PATIENT_IDENTIFIERS": identifier_mappings(),
             "SIDECAR_PACS_TIMEOUT_SECONDS": str(PACS_TIMEOUT_SECONDS),
             "SIDECAR_PACS_CONNECT_TIMEOUT_SECONDS": "2",
-            "SIDECAR_SHARED_SECRET": stack.shared_secret,
+            "SIDECAR_RELAY_SECRET": stack.relay_secret,
+            "SIDECAR_NOTIFY_SECRET": stack.notify_secret,
             "SIDECAR_BEARER_TOKENS": "test-bearer-token",
             "PYTHONPATH": str(ROOT),
         }
@@ -87,7 +88,7 @@ def sidecar(stack) -> Iterator[Sidecar]:
                 "1",
                 "-b",
                 f"127.0.0.1:{port}",
-                "sidecar.web:create_app()",
+                "sidecar.wiring:create_web_app()",
             ],
             cwd=ROOT,
             env=env,
@@ -106,7 +107,7 @@ def sidecar(stack) -> Iterator[Sidecar]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"sidecar did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield Sidecar(url, stack.shared_secret, env, log_path)
+        yield Sidecar(url, stack.relay_secret, env, log_path)
     finally:
         proc.terminate()
         proc.wait(timeout=20)

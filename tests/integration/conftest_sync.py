@@ -167,7 +167,7 @@ class SyncStack:
                 "2",
                 "-b",
                 f"127.0.0.1:{self.port}",
-                "sidecar.web:create_app()",
+                "sidecar.wiring:create_web_app()",
             ],
         )
 
@@ -183,7 +183,7 @@ class SyncStack:
         return proc
 
     def start_worker(self, threads: int = 2) -> Proc:
-        proc = self._spawn("worker", ["-m", "subscription_handlers.worker"])
+        proc = self._spawn("worker", ["-m", "sidecar.cli", "worker"])
         self.env_threads = threads
         return proc
 
@@ -215,7 +215,8 @@ def sync_environment(
     env.update(
         {
             "SIDECAR_PATIENT_IDENTIFIERS": identifier_mappings(),
-            "SIDECAR_SHARED_SECRET": stack.shared_secret,
+            "SIDECAR_RELAY_SECRET": stack.relay_secret,
+            "SIDECAR_NOTIFY_SECRET": stack.notify_secret,
             "SIDECAR_PACS_TIMEOUT_SECONDS": "5",
             "SIDECAR_PACS_CONNECT_TIMEOUT_SECONDS": "1",
             "SIDECAR_DATA_DIR": str(tmp_path / "data"),
@@ -292,10 +293,10 @@ def load_tiny_studies(pacs, count: int) -> dict[str, str]:
 
 def read_queue(env: dict[str, str]):
     """A SyncQueue on the same storage as the processes under test (read-mostly)."""
+    from sidecar.settings import load_settings
     from subscription_handlers.queue import SyncQueue
-    from subscription_handlers.settings import SyncSettings
 
-    return SyncQueue(SyncSettings.from_env(env), runner=lambda pid: None)
+    return SyncQueue(load_settings(env).sync, runner=lambda pid: None)
 
 
 def sync_intervals(logs: list[Path]) -> dict[str, list[tuple[float, float, str]]]:
@@ -404,9 +405,9 @@ def release_port(port: int) -> None:
 def delete_subscription(registrar) -> None:
     """Delete our test Subscription for good: HAPI's asynchronous activation can re-save a
     Subscription deleted right after it was created, so check and delete again."""
-    url = f"{registrar.base}/Subscription/{registrar.settings.subscription_id}"
+    sub_id = registrar.settings.subscription_id
     for _ in range(5):
-        registrar.session.delete(url, timeout=30)
+        registrar.fhir.delete("Subscription", sub_id)
         time.sleep(1.0)
-        if registrar.session.get(url, timeout=30).status_code in (404, 410):
+        if registrar.fhir.read("Subscription", sub_id) is None:
             return

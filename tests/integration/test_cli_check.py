@@ -33,7 +33,7 @@ def test_check_reports_each_dependency(stack: Stack) -> None:
     }
     done = run_check(env)
     lines = done.stdout.splitlines()
-    assert "settings: ok (PACS: main, gone)" in lines
+    assert f"settings: ok (FHIR {stack.fhir_base}; PACS: main, gone)" in lines
     assert "fhir: ok" in lines
     assert "pacs:main: ok" in lines
     assert any(line.startswith("pacs:gone: down") for line in lines)

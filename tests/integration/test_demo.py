@@ -13,9 +13,11 @@ import pytest
 import requests
 
 from sidecar.demo import DEMO_SYSTEM, DEMO_VALUE
-from subscription_handlers.settings import DEFAULT_SUBSCRIPTION_ID
+from sidecar.settings import SyncSettings
 from tests.conftest import stack_sh
 from tests.integration.conftest_sync import keep_alive, release_port
+
+DEFAULT_SUBSCRIPTION_ID = SyncSettings().subscription_id
 
 SIDECAR_PORT = 8090
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from subscription_handlers.registration import Registrar
-from subscription_handlers.settings import SyncSettings
+from sidecar.settings import load_settings
+from sidecar.wiring import build_registrar
 from tests.conftest import Stack, stack_sh
 from tests.integration.conftest_sync import keep_alive, release_port
 
@@ -81,7 +81,7 @@ def test_fetch_on_hapi_returns_the_sidecars_bundle_and_stores_it(
     def direct() -> dict:
         answer = requests.post(
             f"{stack_sidecar}/fhir/Patient/{patient_id}/$fetch-imaging",
-            headers={"X-Sidecar-Secret": stack.shared_secret, **FHIR_JSON},
+            headers={"X-Sidecar-Secret": stack.relay_secret, **FHIR_JSON},
             timeout=120,
         )
         assert answer.status_code == 200, answer.text
@@ -129,7 +129,7 @@ def test_type_level_fetch_by_identifier(
 def test_metadata_lists_the_operation_and_one_operation_definition(
     stack: Stack, fhir_http: requests.Session
 ) -> None:
-    registrar = Registrar(SyncSettings.from_env({"SIDECAR_FHIR_BASE_URL": stack.fhir_base}))
+    registrar = build_registrar(load_settings({"SIDECAR_FHIR_BASE_URL": stack.fhir_base}))
     registrar.ensure_operation_definition()
     assert registrar.ensure_operation_definition() == "unchanged"  # idempotent
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 import requests
 
-from subscription_handlers.registration import Registrar
-from subscription_handlers.settings import SyncSettings
+from sidecar.settings import load_settings
+from sidecar.wiring import build_registrar
 from tests.integration.conftest_sync import (
     SyncStack,
     delete_subscription,
@@ -34,7 +34,7 @@ def registrar(stack, tmp_path, ack_server):
         SIDECAR_SUBSCRIPTION_ID="dicom-fhir-sidecar-regtest",
         SIDECAR_REGISTRATION_CHECK_SECONDS="1",
     )
-    registrar = Registrar(SyncSettings.from_env(env))
+    registrar = build_registrar(load_settings(env))
     yield registrar
     delete_subscription(registrar)
 
@@ -43,7 +43,7 @@ def test_registration_is_idempotent_and_the_subscription_becomes_active(registra
     first = registrar.register_all(wait=True)
     assert first["subscription"]["status"] == "active"
     assert first["operation_definition"] in ("created", "updated", "unchanged")
-    version = registrar._get("Subscription/dicom-fhir-sidecar-regtest")["meta"]["versionId"]
+    version = registrar.fhir.read("Subscription", "dicom-fhir-sidecar-regtest")["meta"]["versionId"]
     again = registrar.register_all(wait=True)
     assert again == {
         "operation_definition": "unchanged",
@@ -53,12 +53,12 @@ def test_registration_is_idempotent_and_the_subscription_becomes_active(registra
             "action": "unchanged",
         },
     }
-    stored = registrar._get("Subscription/dicom-fhir-sidecar-regtest")
+    stored = registrar.fhir.read("Subscription", "dicom-fhir-sidecar-regtest")
     assert stored["meta"]["versionId"] == version  # nothing was rewritten
     assert stored["criteria"] == "Patient?"
     assert stored["channel"]["payload"] == "application/fhir+json"
     # searched, not read: HAPI answers reads of OperationDefinition/{id} from its own
-    op = registrar._get("OperationDefinition?_id=fetch-imaging")["entry"][0]["resource"]
+    (op,) = registrar.fhir.search("OperationDefinition", {"_id": "fetch-imaging"}, limit=1)
     assert op["code"] == "fetch-imaging" and op["url"].endswith("/fetch-imaging")
 
 
@@ -68,8 +68,7 @@ def test_a_removed_subscription_is_registered_again(registrar):
     watcher.start()
     try:
         wait_until(lambda: registrar.subscription_status()["status"] == "active", 60)
-        url = f"{registrar.base}/Subscription/dicom-fhir-sidecar-regtest"
-        assert registrar.session.delete(url).ok
+        registrar.fhir.delete("Subscription", "dicom-fhir-sidecar-regtest")
         wait_until(lambda: registrar.subscription_status()["status"] == "missing", 10, 0.05)
         wait_until(lambda: registrar.subscription_status()["status"] == "active", 30, what="repair")
     finally:
@@ -81,7 +80,7 @@ def test_healthz_reports_the_subscription_and_the_queue(stack, tmp_path, fhir):
     env, port = sync_environment(stack, tmp_path)
     running = SyncStack(env, port, tmp_path)
     running.start_web()
-    registrar = Registrar(SyncSettings.from_env(env))
+    registrar = build_registrar(load_settings(env))
     try:
         registrar.register_all(wait=True)
         body = requests.get(f"{running.url}/healthz", timeout=30).json()
@@ -89,9 +88,7 @@ def test_healthz_reports_the_subscription_and_the_queue(stack, tmp_path, fhir):
         assert body["sync"]["queue"]["backend"] == "sqlite"
         assert body["sync"]["queue"]["dead"] == 0
         assert body["sync"]["status"] == "ok"
-        registrar.session.delete(
-            f"{registrar.base}/Subscription/{registrar.settings.subscription_id}"
-        )
+        registrar.fhir.delete("Subscription", registrar.settings.subscription_id)
         body = requests.get(f"{running.url}/healthz", timeout=30).json()
         assert body["sync"]["subscription"]["status"] == "missing"
         assert body["sync"]["status"] == "degraded"

@@ -16,15 +16,13 @@ from sidecar.backfill import (
     identifier_mapping_for,
     patient_resource,
 )
-from sidecar.settings import HttpAuth, IdentifierMapping, PacsSettings
+from sidecar.settings import IdentifierMapping, PacsSettings
 
 TODAY = date(2024, 3, 10)
 
 
 def _pacs(*mappings: IdentifierMapping) -> PacsSettings:
-    return PacsSettings(
-        "bulk", "http://x/dicom-web", "http://x/dicom-web", HttpAuth(), None, mappings
-    )
+    return PacsSettings(name="bulk", url="http://x/dicom-web", patient_identifiers=mappings)
 
 
 def _record(pid: str | None, issuer: str | None, uid: str, instances: int = 3, **extra) -> dict:

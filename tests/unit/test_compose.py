@@ -12,7 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
-SECRETS = {"SIDECAR_SHARED_SECRET": "s", "ORTHANC_PASSWORD": "o", "POSTGRES_PASSWORD": "p"}
+SECRETS = {
+    "SIDECAR_RELAY_SECRET": "s",
+    "SIDECAR_NOTIFY_SECRET": "n",
+    "ORTHANC_PASSWORD": "o",
+    "POSTGRES_PASSWORD": "p",
+}
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -37,10 +42,10 @@ def test_docker_compose_config_passes() -> None:
     assert "org.dicomfhir.hapi.FetchImagingProvider" in done.stdout
 
 
-def test_docker_compose_refuses_to_run_without_the_shared_secret() -> None:
-    done = compose_config({k: v for k, v in SECRETS.items() if k != "SIDECAR_SHARED_SECRET"})
+def test_docker_compose_refuses_to_run_without_the_relay_secret() -> None:
+    done = compose_config({k: v for k, v in SECRETS.items() if k != "SIDECAR_RELAY_SECRET"})
     assert done.returncode != 0
-    assert "SIDECAR_SHARED_SECRET" in done.stderr + done.stdout
+    assert "SIDECAR_RELAY_SECRET" in done.stderr + done.stdout
 
 
 def test_compose_uses_the_local_stack_setting_names() -> None:
@@ -51,6 +56,6 @@ def test_compose_uses_the_local_stack_setting_names() -> None:
     assert shared <= stack_names, shared - stack_names
 
 
-@pytest.mark.parametrize("name", ["SIDECAR_SHARED_SECRET", "ORTHANC_PASSWORD", "POSTGRES_PASSWORD"])
+@pytest.mark.parametrize("name", sorted(SECRETS))
 def test_no_secret_has_a_default_in_compose(name: str) -> None:
     assert re.search(rf"\$\{{{name}:\?", COMPOSE.read_text()), name

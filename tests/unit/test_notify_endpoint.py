@@ -6,25 +6,23 @@ import json
 import time
 
 import pytest
-from flask import Flask
 
-from subscription_handlers import notify
-from subscription_handlers import queue as queue_module
-from subscription_handlers.settings import SyncSettings
+from sidecar.web.app import create_app
+from sidecar.web.context import EXTENSION
+from tests.unit.services import build_services
 
 SECRET = "s3cret-value"
+RELAY = "relay-secret"
 FHIR = "application/fhir+json"
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch):
-    settings = SyncSettings(shared_secret=SECRET, queue_path=tmp_path / "q.sqlite3")
-    monkeypatch.setattr(queue_module, "_process_queue", None)
-    flask_app = Flask("test")
-    notify.init_app(flask_app, settings)
-    yield flask_app
-    queue_module.get_queue(settings).close()
-    monkeypatch.setattr(queue_module, "_process_queue", None)
+def app(tmp_path):
+    services = build_services(
+        tmp_path, NOTIFY_SECRET=SECRET, RELAY_SECRET=RELAY, PATIENT_IDENTIFIERS="s"
+    )
+    yield create_app(services)
+    services.close()
 
 
 @pytest.fixture
@@ -33,7 +31,7 @@ def client(app):
 
 
 def sync_queue(app):
-    return queue_module.get_queue(app.extensions[notify.EXTENSION])
+    return app.extensions[EXTENSION].queue
 
 
 def put(client, patient_id="p1", body=None, headers=None, content_type=FHIR):
@@ -47,35 +45,35 @@ def put(client, patient_id="p1", body=None, headers=None, content_type=FHIR):
     )
 
 
-def test_a_valid_notification_is_queued_and_answered_fast(client, app):
+def test_a_valid_notification_is_queued(client, app):
     put(client, "warmup")
-    started = time.perf_counter()
     response = put(client, "p1", {"resourceType": "Patient", "id": "p1", "identifier": []})
-    elapsed = time.perf_counter() - started
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.content_type == FHIR
+    assert response.content_type.startswith(FHIR)
     assert response.get_json()["resourceType"] == "OperationOutcome"
     assert "queued" in response.get_json()["issue"][0]["diagnostics"]
-    assert elapsed < 0.2
     state = sync_queue(app).ledger.get("p1")
     assert state is not None and state.pending and state.queued
     assert sync_queue(app).huey.pending_count() == 2
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "status"),
     [
-        {},
-        {"X-Sidecar-Secret": "wrong"},
-        {"X-Sidecar-Secret": SECRET[:-1]},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": f"Basic {SECRET}"},
+        ({}, 401),
+        ({"X-Sidecar-Secret": "wrong"}, 403),
+        ({"X-Sidecar-Secret": SECRET[:-1]}, 403),
+        ({"X-Sidecar-Secret": RELAY}, 403),  # the relay secret does not authorize /notify
+        ({"Authorization": "Bearer wrong"}, 403),
+        ({"Authorization": f"Basic {SECRET}"}, 403),
     ],
 )
-def test_a_wrong_or_missing_secret_is_401_and_nothing_is_queued(client, app, headers):
+def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_queued(client, app, headers, status):
     response = put(client, headers=headers)
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.status_code == status
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert sync_queue(app).ledger.get("p1") is None
     assert sync_queue(app).huey.pending_count() == 0
 
@@ -84,11 +82,10 @@ def test_the_secret_may_come_as_a_bearer_token(client, app):
     assert put(client, headers={"Authorization": f"Bearer {SECRET}"}).status_code == 200
 
 
-def test_no_configured_secret_refuses_everything(tmp_path, monkeypatch):
-    monkeypatch.setattr(queue_module, "_process_queue", None)
-    flask_app = Flask("test")
-    notify.init_app(flask_app, SyncSettings(shared_secret=None, queue_path=tmp_path / "q"))
-    response = put(flask_app.test_client(), headers={"X-Sidecar-Secret": ""})
+def test_no_configured_secret_refuses_everything(tmp_path):
+    services = build_services(tmp_path, RELAY_SECRET=RELAY)
+    response = put(create_app(services).test_client(), headers={"X-Sidecar-Secret": ""})
+    services.close()
     assert response.status_code == 503
 
 
@@ -111,12 +108,14 @@ def test_an_irrelevant_update_after_a_sync_is_unchanged(client, app):
     patient = {"resourceType": "Patient", "id": "p1", "identifier": [{"system": "s", "value": "1"}]}
     put(client, "p1", patient)
     q = sync_queue(app)
-    from subscription_handlers.patient_rules import relevant_fingerprint
     from subscription_handlers.state import begin, succeed
+    from subscription_handlers.sync import fingerprint_for
+
+    fetch = app.extensions[EXTENSION].fetch
 
     q.ledger.update("p1", lambda s: begin(s, "h:1:x", time.time(), 30))
     q.ledger.update(
-        "p1", lambda s: succeed(s, "h:1:x", time.time(), relevant_fingerprint(patient), "synced")
+        "p1", lambda s: succeed(s, "h:1:x", time.time(), fingerprint_for(fetch, patient), "synced")
     )
     response = put(client, "p1", {**patient, "telecom": [{"system": "phone", "value": "1"}]})
     assert "unchanged" in response.get_json()["issue"][0]["diagnostics"]
@@ -130,9 +129,9 @@ def test_a_delete_is_queued(client, app):
     assert sync_queue(app).ledger.get("p9").pending
 
 
-def test_a_delete_with_a_wrong_secret_is_401(client, app):
+def test_a_delete_with_a_wrong_secret_is_403(client, app):
     response = client.delete("/notify/Patient/p9", headers={"X-Sidecar-Secret": "no"})
-    assert response.status_code == 401
+    assert response.status_code == 403
     assert sync_queue(app).ledger.get("p9") is None
 
 

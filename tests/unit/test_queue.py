@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from sidecar.settings import SyncSettings
 from subscription_handlers.queue import SyncFailed, SyncOutcome, SyncQueue
-from subscription_handlers.settings import SyncSettings
 from tests.integration.conftest_sync import redis_server  # noqa: F401 - fixture
 
 

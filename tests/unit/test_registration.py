@@ -5,21 +5,20 @@ from __future__ import annotations
 import copy
 
 from sidecar.fetch_params import KNOWN
+from sidecar.settings import SyncSettings
 from subscription_handlers.registration import (
     SEND_DELETE_MESSAGES,
     desired_subscription,
     operation_definition,
     subscription_matches,
 )
-from subscription_handlers.settings import SyncSettings
 
-SETTINGS = SyncSettings(
-    shared_secret="abc", notify_url="http://side:8090/notify", subscription_id="sub-1"
-)
+SETTINGS = SyncSettings(notify_url="http://side:8090/notify", subscription_id="sub-1")
+NOTIFY_SECRET = "abc"
 
 
 def test_the_subscription_is_a_patient_rest_hook_with_payload_secret_and_deletes():
-    sub = desired_subscription(SETTINGS)
+    sub = desired_subscription(SETTINGS, NOTIFY_SECRET)
     assert sub["id"] == "sub-1" and sub["status"] == "requested"
     assert sub["criteria"] == "Patient?"
     channel = sub["channel"]
@@ -31,14 +30,14 @@ def test_the_subscription_is_a_patient_rest_hook_with_payload_secret_and_deletes
 
 
 def test_a_stored_copy_matches_regardless_of_status_and_server_elements():
-    stored = copy.deepcopy(desired_subscription(SETTINGS))
+    stored = copy.deepcopy(desired_subscription(SETTINGS, NOTIFY_SECRET))
     stored.update(status="active", meta={"versionId": "3"})
     stored["channel"]["endpoint"] += "/"
-    assert subscription_matches(stored, desired_subscription(SETTINGS))
+    assert subscription_matches(stored, desired_subscription(SETTINGS, NOTIFY_SECRET))
 
 
 def test_a_changed_secret_endpoint_or_missing_delete_flag_does_not_match():
-    desired = desired_subscription(SETTINGS)
+    desired = desired_subscription(SETTINGS, NOTIFY_SECRET)
     for change in (
         lambda s: s["channel"].update(header=["X-Sidecar-Secret: old"]),
         lambda s: s["channel"].update(endpoint="http://elsewhere/notify"),

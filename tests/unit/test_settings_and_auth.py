@@ -2,15 +2,15 @@
 
 import pytest
 
+from sidecar.auth import AcceptedCredentials, check_caller
 from sidecar.outcome import Forbidden, Unauthorized
-from sidecar.settings import IdentifierMapping, Settings, SettingsError
-from sidecar.web.auth import check_caller
+from sidecar.settings import IdentifierMapping, SettingsError, load_settings
 
 
 def test_defaults():
-    s = Settings.from_env({})
-    assert s.fhir_base_url == "http://127.0.0.1:8080/fhir" and s.fhir_auth.mode == "none"
-    (main,) = s.pacs
+    s = load_settings({})
+    assert s.fhir.base_url == "http://127.0.0.1:8080/fhir" and s.fhir.auth.mode == "none"
+    (main,) = s.pacs.values()
     assert main.name == "main" and main.url == "http://127.0.0.1:8042/dicom-web"
     assert main.wado_root == main.url and main.endpoint_id == "dicomweb-main"
     assert main.patient_identifiers == ()
@@ -22,7 +22,7 @@ def test_two_pacs_with_mappings_and_secrets_only_from_env(tmp_path):
         'fhir_base_url = "http://fhir/base/"\npage_size = 50\n'
         '[pacs.second]\nurl = "http://pacs2/dicom-web"\ntimezone = "Europe/Paris"\n'
     )
-    s = Settings.from_env(
+    s = load_settings(
         {
             "SIDECAR_CONFIG": str(config),
             "SIDECAR_PACS": "main, second",
@@ -38,8 +38,8 @@ def test_two_pacs_with_mappings_and_secrets_only_from_env(tmp_path):
             "SIDECAR_BEARER_TOKENS": "t1, t2",
         }
     )
-    assert s.fhir_base_url == "http://fhir/base" and s.page_size == 50
-    main, second = s.pacs
+    assert s.fhir.base_url == "http://fhir/base" and s.qido.page_size == 50
+    main, second = s.pacs.values()
     assert main.auth.mode == "basic" and main.wado_root == "https://public/dicom-web"
     assert main.patient_identifiers == (
         IdentifierMapping("urn:a", "HOSP-A"),
@@ -48,7 +48,7 @@ def test_two_pacs_with_mappings_and_secrets_only_from_env(tmp_path):
     assert second.patient_identifiers == (IdentifierMapping("urn:b", "HOSP-B"),)
     assert second.timezone == "Europe/Paris" and second.url == "http://pacs2/dicom-web"
     assert (
-        s.bearer_tokens == ("t1", "t2")
+        [t.get_secret_value() for t in s.bearer_tokens] == ["t1", "t2"]
         and "cl1ent-s3cret" not in repr(s)
         and "pacs-pa55" not in repr(s)
     )
@@ -68,17 +68,18 @@ def test_two_pacs_with_mappings_and_secrets_only_from_env(tmp_path):
 )
 def test_bad_settings(env):
     with pytest.raises(SettingsError):
-        Settings.from_env(env)
+        load_settings(env)
 
 
 def test_secrets_are_refused_in_the_file(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('[pacs.main]\npassword = "x"\n')
     with pytest.raises(SettingsError, match="secrets"):
-        Settings.from_env({"SIDECAR_CONFIG": str(config)})
+        load_settings({"SIDECAR_CONFIG": str(config)})
 
 
-SETTINGS = Settings.from_env({"SIDECAR_SHARED_SECRET": "s3cret", "SIDECAR_BEARER_TOKENS": "tok"})
+SETTINGS = load_settings({"SIDECAR_RELAY_SECRET": "s3cret", "SIDECAR_BEARER_TOKENS": "tok"})
+ACCEPTED = AcceptedCredentials.of(SETTINGS.relay_secret, SETTINGS.bearer_tokens)
 
 
 @pytest.mark.parametrize(
@@ -95,7 +96,64 @@ SETTINGS = Settings.from_env({"SIDECAR_SHARED_SECRET": "s3cret", "SIDECAR_BEARER
 )
 def test_caller_auth(headers, error):
     if error is None:
-        check_caller(headers, SETTINGS)
+        check_caller(headers, ACCEPTED)
     else:
         with pytest.raises(error):
-            check_caller(headers, SETTINGS)
+            check_caller(headers, ACCEPTED)
+
+
+def test_every_setting_is_documented_and_every_documented_name_exists():
+    from pathlib import Path
+
+    from sidecar import settings_names as names
+
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "docs" / "configuration.md").read_text() + (
+        root / "docs" / "sync.md"
+    ).read_text()
+    for name in [*names.NAMES, names.PACS_LIST, names.DEFAULT_IDENTIFIERS, *names.DEPRECATED]:
+        assert f"SIDECAR_{name}" in docs, name
+    for suffix in names.PACS_NAMES:
+        assert f"_{suffix}" in docs, suffix
+    known = {f"SIDECAR_{n}" for n in [*names.NAMES, *names.DEPRECATED, names.CONFIG]}
+    known |= {"SIDECAR_PACS", "SIDECAR_PATIENT_IDENTIFIERS"}
+    import re
+
+    mentioned = set(re.findall(r"SIDECAR_[A-Z_]+[A-Z]", docs))
+    per_pacs = {
+        m for m in mentioned if m.startswith(("SIDECAR_PACS_MAIN_", "SIDECAR_PACS_SECOND_"))
+    }
+    mentioned = {m for m in mentioned - per_pacs if not m.startswith("SIDECAR_PACS_<")}
+    assert mentioned <= known, mentioned - known
+
+
+def test_a_typo_in_the_file_and_a_secret_in_the_file_are_refused(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('fhir_base_ulr = "http://x/fhir"\n')
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings({"SIDECAR_CONFIG": str(config)})
+    config.write_text('relay_secret = "x"\n')
+    with pytest.raises(SettingsError, match="secrets"):
+        load_settings({"SIDECAR_CONFIG": str(config)})
+
+
+def test_the_notify_and_relay_secrets_must_differ_and_the_old_name_still_reads():
+    with pytest.raises(SettingsError, match="differ"):
+        load_settings({"SIDECAR_RELAY_SECRET": "a", "SIDECAR_NOTIFY_SECRET": "b,a"})
+    s = load_settings({"SIDECAR_SHARED_SECRET": "old"})
+    assert [v.get_secret_value() for v in s.relay_secret] == ["old"] and not s.notify_secret
+
+
+def test_the_error_names_the_variable():
+    with pytest.raises(SettingsError, match="^SIDECAR_PACS_MAIN_URL"):
+        load_settings({"SIDECAR_PACS_MAIN_URL": "ftp://x"})
+    with pytest.raises(SettingsError, match="^SIDECAR_WORKER_THREADS"):
+        load_settings({"SIDECAR_WORKER_THREADS": "0"})
+    with pytest.raises(SettingsError, match="^SIDECAR_PACS_SECOND_AUTH"):
+        load_settings(
+            {
+                "SIDECAR_PACS": "main,second",
+                "SIDECAR_PACS_SECOND_URL": "http://p/dw",
+                "SIDECAR_PACS_SECOND_AUTH": "bearer",
+            }
+        )

@@ -1,11 +1,15 @@
 """The Flask app with a stub use case: routing, auth, parameters, OperationOutcome errors."""
 
+from dataclasses import replace
+
 import pytest
 
+from sidecar import wiring
 from sidecar.fetch_imaging import FetchResult
 from sidecar.outcome import PacsTimeout
-from sidecar.settings import Settings
-from sidecar.web import create_app
+from sidecar.settings import load_settings
+from sidecar.web.app import create_app
+from tests.unit.services import build_services
 
 
 class StubFetch:
@@ -21,10 +25,11 @@ class StubFetch:
 
 
 @pytest.fixture
-def app_and_fetch():
+def app_and_fetch(tmp_path):
     fetch = StubFetch()
-    settings = Settings.from_env({"SIDECAR_SHARED_SECRET": "s"})
-    return create_app(settings, fetch=fetch).test_client(), fetch
+    services = build_services(tmp_path, RELAY_SECRET="s", NOTIFY_SECRET="n")
+    yield create_app(replace(services, fetch=fetch)).test_client(), fetch
+    services.close()
 
 
 AUTH = {"X-Sidecar-Secret": "s"}
@@ -52,8 +57,12 @@ def test_type_level_post_parameters(app_and_fetch):
     assert r.status_code == 200 and fetch.requests[0].identifier == ("urn:x", "12")
 
 
-@pytest.mark.parametrize(("headers", "status"), [({}, 401), ({"X-Sidecar-Secret": "x"}, 403)])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({}, 401), ({"X-Sidecar-Secret": "x"}, 403), ({"X-Sidecar-Secret": "n"}, 403)],
+)
 def test_auth_errors_are_operation_outcomes(app_and_fetch, headers, status):
+    """The notify secret (stored in the Subscription) never authorizes $fetch-imaging."""
     client, fetch = app_and_fetch
     r = client.get("/fhir/Patient/p1/$fetch-imaging", headers=headers)
     assert r.status_code == status and r.json["resourceType"] == "OperationOutcome"
@@ -80,9 +89,11 @@ def test_unknown_route_is_an_operation_outcome(app_and_fetch):
 def test_livez_and_metrics(app_and_fetch):
     client, _ = app_and_fetch
     assert client.get("/livez").json == {"status": "ok"}
-    assert b"sidecar_fetch_total" in client.get("/metrics").data
+    scraped = client.get("/metrics").data
+    assert b"sidecar_fetch_total" in scraped
+    assert b'sidecar_sync_queue_patients{state="pending"} 0.0' in scraped
 
 
-def test_app_refuses_to_start_without_caller_credentials():
-    with pytest.raises(RuntimeError, match="SIDECAR_SHARED_SECRET"):
-        create_app(Settings.from_env({}), fetch=StubFetch())
+def test_app_refuses_to_start_without_caller_credentials(tmp_path):
+    with pytest.raises(RuntimeError, match="SIDECAR_RELAY_SECRET"):
+        wiring.create_web_app(load_settings({"SIDECAR_DATA_DIR": str(tmp_path)}))

@@ -10,16 +10,20 @@ import java.util.function.Function;
  * server (system properties or env) and in the hapiproject/hapi image (env only).
  *
  * @param sidecarUrl           root of the sidecar, its FHIR base is {@code sidecarUrl + "/fhir"}
- * @param sharedSecret         sent as {@code X-Sidecar-Secret}; null or blank = not sent
+ * @param relaySecret          sent as {@code X-Sidecar-Secret} (the sidecar's {@code SIDECAR_RELAY_SECRET});
+ *                             null or blank = not sent. Never stored in a FHIR resource.
  * @param timeout              connect + response timeout for one forwarded call
  * @param forwardAuthorization whether the caller's Authorization header goes to the sidecar
  */
-public record SidecarConfig(URI sidecarUrl, String sharedSecret, Duration timeout, boolean forwardAuthorization) {
+public record SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout, boolean forwardAuthorization) {
 
 	public static final String URL_PROPERTY = "fetch-imaging.sidecar-url";
 	public static final String URL_ENV = "FETCH_IMAGING_SIDECAR_URL";
-	public static final String SECRET_PROPERTY = "fetch-imaging.shared-secret";
-	public static final String SECRET_ENV = "FETCH_IMAGING_SHARED_SECRET";
+	public static final String SECRET_PROPERTY = "fetch-imaging.relay-secret";
+	public static final String SECRET_ENV = "FETCH_IMAGING_RELAY_SECRET";
+	/** The first wave's names, still read when the new ones are not set. */
+	public static final String OLD_SECRET_PROPERTY = "fetch-imaging.shared-secret";
+	public static final String OLD_SECRET_ENV = "FETCH_IMAGING_SHARED_SECRET";
 	public static final String TIMEOUT_PROPERTY = "fetch-imaging.timeout-seconds";
 	public static final String TIMEOUT_ENV = "FETCH_IMAGING_TIMEOUT_SECONDS";
 	public static final String FORWARD_AUTH_PROPERTY = "fetch-imaging.forward-authorization";
@@ -45,7 +49,8 @@ public record SidecarConfig(URI sidecarUrl, String sharedSecret, Duration timeou
 	/** Same as {@link #fromEnvironment()} with the two lookups injected, for tests. */
 	public static SidecarConfig from(Function<String, String> systemProperties, Function<String, String> environment) {
 		String url = lookup(systemProperties, environment, URL_PROPERTY, URL_ENV, DEFAULT_URL);
-		String secret = lookup(systemProperties, environment, SECRET_PROPERTY, SECRET_ENV, null);
+		String secret = lookup(systemProperties, environment, SECRET_PROPERTY, SECRET_ENV,
+				lookup(systemProperties, environment, OLD_SECRET_PROPERTY, OLD_SECRET_ENV, null));
 		String timeout = lookup(
 				systemProperties, environment, TIMEOUT_PROPERTY, TIMEOUT_ENV, Long.toString(DEFAULT_TIMEOUT_SECONDS));
 		String forwardAuth = lookup(systemProperties, environment, FORWARD_AUTH_PROPERTY, FORWARD_AUTH_ENV, "false");
@@ -67,14 +72,14 @@ public record SidecarConfig(URI sidecarUrl, String sharedSecret, Duration timeou
 		return sidecarUrl.getScheme() + "://" + sidecarUrl.getHost() + (port == -1 ? "" : ":" + port);
 	}
 
-	public boolean hasSharedSecret() {
-		return sharedSecret != null && !sharedSecret.isBlank();
+	public boolean hasRelaySecret() {
+		return relaySecret != null && !relaySecret.isBlank();
 	}
 
 	@Override
 	public String toString() {
 		// never print the secret
-		return "SidecarConfig[sidecarUrl=" + displayAddress() + ", sharedSecret=" + (hasSharedSecret() ? "***" : "none")
+		return "SidecarConfig[sidecarUrl=" + displayAddress() + ", relaySecret=" + (hasRelaySecret() ? "***" : "none")
 				+ ", timeout=" + timeout + ", forwardAuthorization=" + forwardAuthorization + "]";
 	}
 

@@ -118,8 +118,8 @@ public final class SidecarForwarder {
 		if (config.forwardAuthorization()) {
 			setIfPresent(builder, "Authorization", call.authorization());
 		}
-		if (config.hasSharedSecret()) {
-			builder.header(SECRET_HEADER, config.sharedSecret());
+		if (config.hasRelaySecret()) {
+			builder.header(SECRET_HEADER, config.relaySecret());
 		}
 		return builder.build();
 	}

@@ -16,7 +16,7 @@ class SidecarConfigTest {
 		SidecarConfig config = SidecarConfig.from(k -> null, k -> null);
 
 		assertEquals("http://127.0.0.1:8090/fhir", config.fhirBase());
-		assertNull(config.sharedSecret());
+		assertNull(config.relaySecret());
 		assertEquals(Duration.ofSeconds(60), config.timeout());
 		assertFalse(config.forwardAuthorization());
 	}
@@ -28,15 +28,24 @@ class SidecarConfigTest {
 				"fetch-imaging.timeout-seconds", "2.5");
 		Map<String, String> env = Map.of(
 				"FETCH_IMAGING_SIDECAR_URL", "http://ignored:1",
-				"FETCH_IMAGING_SHARED_SECRET", "from-env",
+				"FETCH_IMAGING_RELAY_SECRET", "from-env",
 				"FETCH_IMAGING_FORWARD_AUTHORIZATION", "true");
 
 		SidecarConfig config = SidecarConfig.from(props::get, env::get);
 
 		assertEquals("http://sidecar:9000/fhir", config.fhirBase());
-		assertEquals("from-env", config.sharedSecret());
+		assertEquals("from-env", config.relaySecret());
 		assertEquals(Duration.ofMillis(2500), config.timeout());
 		assertTrue(config.forwardAuthorization());
 		assertFalse(config.toString().contains("from-env"), "the secret must not be printed");
+	}
+
+	@Test
+	void theFirstWavesSecretNameIsStillRead() {
+		Map<String, String> env = Map.of("FETCH_IMAGING_SHARED_SECRET", "old-name");
+		assertEquals("old-name", SidecarConfig.from(k -> null, env::get).relaySecret());
+		Map<String, String> both = Map.of(
+				"FETCH_IMAGING_SHARED_SECRET", "old-name", "FETCH_IMAGING_RELAY_SECRET", "new-name");
+		assertEquals("new-name", SidecarConfig.from(k -> null, both::get).relaySecret());
 	}
 }

@@ -1,0 +1,65 @@
+"""The Flask application factory: ``create_app(services)`` (the composition root calls it).
+
+Serve with ``dicom-fhir serve``, or with gunicorn directly:
+
+    gunicorn -k gthread --threads 8 -b 127.0.0.1:8090 'sidecar.wiring:create_web_app()'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from sidecar.services import Services
+from sidecar.web import health, operation
+from sidecar.web.context import attach
+from sidecar.web.responses import outcome_response
+from subscription_handlers import notify
+
+log = logging.getLogger("sidecar.web")
+
+
+def create_app(services: Services) -> Flask:
+    """The sidecar's HTTP API on these services: ``$fetch-imaging``, ``/notify``,
+    ``/livez``, ``/healthz``, ``/metrics``."""
+    app = Flask("sidecar")
+    attach(app, services)
+    app.register_blueprint(operation.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(notify.bp)  # PUT/DELETE /notify/Patient/{id} -> the sync queue
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return outcome_response(exc.code or 500, "not-supported", exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error", extra={"path": request.path})
+        return outcome_response(500, "exception", "internal error", severity="fatal")
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+    @app.after_request
+    def _log(response: Response) -> Response:
+        if request.path not in ("/livez", "/metrics"):
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "seconds": round(time.perf_counter() - g.started, 3),
+                    "request_id": g.request_id,
+                },
+            )
+        response.headers["X-Request-Id"] = g.request_id
+        return response
+
+    return app

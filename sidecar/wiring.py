@@ -1,0 +1,59 @@
+"""The composition root: the one place that reads the settings and builds the objects.
+
+    settings -> FHIR store, one PACS client per PACS -> the use case (FetchImaging)
+             -> the sync job (PatientSync) -> the queue (SyncQueue) -> the registrar
+
+``build()`` returns them as :class:`~sidecar.services.Services`; the web app
+(:func:`create_web_app`), the worker and every CLI command start from it. Nothing else
+reads the environment or keeps a module-level client. Build after fork: each gunicorn
+worker and each worker process builds its own (connections and SQLite handles are not
+shared across processes).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from sidecar.fetch_imaging import FetchImaging
+from sidecar.fhir_store import FhirStore
+from sidecar.logs import configure_logging
+from sidecar.pacs import PacsClient
+from sidecar.services import Services
+from sidecar.settings import Settings, load_settings
+from sidecar.web.app import create_app
+from subscription_handlers.queue import SyncQueue
+from subscription_handlers.registration import Registrar
+from subscription_handlers.sync import PatientSync
+
+
+def build(settings: Settings | None = None) -> Services:
+    """Every service of one process, on ``settings`` (default: read them now)."""
+    settings = settings or load_settings()
+    fhir = FhirStore(settings.fhir)
+    pacs = {name: PacsClient(p, settings.qido) for name, p in settings.pacs.items()}
+    fetch = FetchImaging(settings, fhir, pacs)
+    queue = SyncQueue(settings.sync, runner=PatientSync(fetch))
+    return Services(settings, fhir, pacs, fetch, queue, build_registrar(settings, fhir))
+
+
+def build_registrar(settings: Settings, fhir: FhirStore | None = None) -> Registrar:
+    """The Subscription/OperationDefinition registrar (the first notify secret is current)."""
+    notify_secret = settings.notify_secret[0].get_secret_value() if settings.notify_secret else None
+    return Registrar(settings.sync, fhir or FhirStore(settings.fhir), notify_secret)
+
+
+def require_caller_credentials(settings: Settings) -> None:
+    """The web app refuses to start without a way to authenticate its callers."""
+    if not (settings.relay_secret or settings.bearer_tokens or settings.allow_anonymous):
+        raise RuntimeError(
+            "no caller credential configured: set SIDECAR_RELAY_SECRET and/or "
+            "SIDECAR_BEARER_TOKENS (or SIDECAR_ALLOW_ANONYMOUS=true for a closed network)"
+        )
+
+
+def create_web_app(settings: Settings | None = None) -> Flask:
+    """The WSGI app for gunicorn: ``'sidecar.wiring:create_web_app()'``."""
+    settings = settings or load_settings()
+    require_caller_credentials(settings)
+    configure_logging(settings.log_level)
+    return create_app(build(settings))

@@ -1,0 +1,165 @@
+"""The structure docs/architecture.md describes: arrows one way, one composition root.
+
+Imports are read from the source (every ``import``, function-level ones included, plus the
+parent packages Python imports on the way), so a cycle hidden inside a function fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("sidecar", "subscription_handlers")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {
+    module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
+}
+
+
+def _resolve(current: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = current.split(".") if is_package else current.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imported_modules(name: str) -> set[str]:
+    """Our modules that ``name`` imports anywhere in its source, with their parents."""
+    path = MODULES[name]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(name, path.name == "__init__.py", node)
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                targets.add(candidate if candidate in MODULES else base)
+    own_packages = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+    found = set()
+    for target in targets:
+        parts = target.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b first...
+            prefix = ".".join(parts[:i])
+            # ...unless they are this module's own packages, already being imported
+            if prefix in MODULES and prefix != name and prefix not in own_packages:
+                found.add(prefix)
+    return found
+
+
+GRAPH = {name: imported_modules(name) for name in MODULES}
+
+
+def test_there_are_modules_to_check():
+    assert "sidecar.wiring" in GRAPH and "subscription_handlers.queue" in GRAPH
+
+
+def test_no_import_cycles_function_level_imports_included():
+    try:
+        TopologicalSorter(GRAPH).prepare()
+    except CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+def test_the_mapping_core_imports_nothing_else_of_ours():
+    for name, deps in GRAPH.items():
+        if name.startswith("sidecar.mapping"):
+            outside = {d for d in deps if not d.startswith("sidecar.mapping") and d != "sidecar"}
+            assert not outside, f"{name} imports {outside}"
+
+
+def test_only_the_composition_root_builds_adapters():
+    """FhirStore(...), PacsClient(...), SyncQueue(...) and Registrar(...) are constructed
+    in sidecar/wiring.py alone (tests and benchmarks aside)."""
+    pattern = re.compile(r"\b(FhirStore|PacsClient|SyncQueue|Registrar|FetchImaging)\(")
+    builders = {
+        name
+        for name, path in MODULES.items()
+        if any(
+            pattern.search(line) and not line.lstrip().startswith(("class ", "def ", "#"))
+            for line in path.read_text(encoding="utf-8").splitlines()
+        )
+    }
+    assert builders == {"sidecar.wiring"}
+
+
+#: Modules allowed to read the process environment: the settings loader, prometheus's
+#: multiprocess switch, and the stand-alone developer tools with their own flags.
+ENVIRONMENT_READERS = {
+    "sidecar.settings",
+    "sidecar.metrics",
+    "sidecar.samples.__main__",
+    "sidecar.demo",
+}
+
+
+def test_library_modules_read_no_environment():
+    readers = set()
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ):
+                readers.add(name)
+    assert readers <= ENVIRONMENT_READERS, readers - ENVIRONMENT_READERS
+
+
+def test_no_private_api_of_the_http_libraries():
+    private = re.compile(r"\._(http_get|do_request|fetch_resource|build_request_url)\b")
+    offenders = [
+        name for name, path in MODULES.items() if private.search(path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders
+
+
+def test_no_settings_read_outside_the_root():
+    offenders = [
+        name
+        for name, path in MODULES.items()
+        if "from_env(" in path.read_text(encoding="utf-8")
+        or (
+            "load_settings(" in path.read_text(encoding="utf-8")
+            and name not in {"sidecar.settings", "sidecar.wiring", "sidecar.server", "sidecar.cli"}
+        )
+    ]
+    assert not offenders
+
+
+def test_readme_what_is_where_matches_the_tree():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What is where", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| (.+?) \|", section, re.M)
+    paths = [p for cell in first_cells for p in re.findall(r"`([^`]+)`", cell)]
+    assert len(paths) > 10
+    for path in paths:
+        assert (ROOT / path.rstrip("/")).exists() or "*" in path, path
+
+
+def test_architecture_page_names_every_module():
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name, path in MODULES.items()
+        if path.name != "__init__.py"
+        and not name.startswith(("sidecar.mapping.", "sidecar.samples."))
+        and name.rsplit(".", 1)[-1] not in page
+    ]
+    assert not missing, missing

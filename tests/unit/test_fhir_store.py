@@ -1,0 +1,159 @@
+"""FhirStore against a fake FHIR server: what each answer means for the use case."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import pytest
+from werkzeug import Response
+
+from sidecar.fhir_store import FhirNotFound, FhirStore
+from sidecar.fhir_values import identifier_token
+from sidecar.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
+from sidecar.settings import FhirSettings, HttpAuth
+
+OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x"}]}
+
+
+def store_for(httpserver, **values) -> FhirStore:
+    return FhirStore(
+        FhirSettings(base_url=httpserver.url_for("/fhir"), timeout_seconds=1.0, **values)
+    )
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_missing_resource_reads_as_none_and_as_an_unknown_patient(httpserver, status):
+    httpserver.expect_request("/fhir/Patient/p1").respond_with_json(OUTCOME, status=status)
+    store = store_for(httpserver)
+    assert store.read("Patient", "p1") is None
+    with pytest.raises(PatientNotFound):
+        store.read_patient("p1")
+
+
+def test_an_id_that_is_not_a_fhir_id_never_reaches_the_server(httpserver):
+    store = store_for(httpserver)
+    assert store.read("Patient", "../Endpoint/x") is None
+    assert store.read("Patient", "a" * 65) is None
+    assert not httpserver.log
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "answer"),
+    [
+        (412, FhirConflict, 409),
+        (409, FhirConflict, 409),
+        (401, FhirUnavailable, 502),
+        (403, FhirUnavailable, 502),
+        (500, FhirUnavailable, 502),
+        (504, FhirUnavailable, 504),
+        (400, FetchError, 502),
+        (422, FetchError, 502),
+    ],
+)
+def test_error_statuses_map_to_operation_outcome_statuses(httpserver, status, error, answer):
+    httpserver.expect_request("/fhir/", method="POST").respond_with_json(OUTCOME, status=status)
+    with pytest.raises(error) as err:
+        store_for(httpserver).transaction([])
+    assert err.value.status == answer
+    assert err.value.outcome()["resourceType"] == "OperationOutcome"
+
+
+def test_a_2xx_that_is_not_json_is_502(httpserver):
+    httpserver.expect_request("/fhir/Patient/p1").respond_with_response(
+        Response("<html>login</html>", content_type="text/html")
+    )
+    with pytest.raises(FhirUnavailable) as err:
+        store_for(httpserver).read("Patient", "p1")
+    assert err.value.status == 502 and "not FHIR JSON" in err.value.diagnostics
+
+
+def test_a_slow_server_is_504(httpserver):
+    def slow(_request):
+        time.sleep(1.5)
+        return Response("{}", content_type="application/fhir+json")
+
+    httpserver.expect_request("/fhir/Patient/p1").respond_with_handler(slow)
+    with pytest.raises(FhirUnavailable) as err:
+        store_for(httpserver).read("Patient", "p1")
+    assert err.value.status == 504
+
+
+def test_reads_are_retried_after_a_503_writes_are_not(httpserver):
+    httpserver.expect_ordered_request("/fhir/Patient/p1").respond_with_data("", status=503)
+    httpserver.expect_ordered_request("/fhir/Patient/p1").respond_with_json(
+        {"resourceType": "Patient", "id": "p1"}
+    )
+    store = store_for(httpserver)
+    assert store.read("Patient", "p1")["id"] == "p1"
+    httpserver.clear()
+    httpserver.expect_request("/fhir/", method="POST").respond_with_data("", status=503)
+    with pytest.raises(FhirUnavailable):
+        store.transaction([])
+    assert len(httpserver.log) == 1  # a transaction is never sent twice
+
+
+def test_every_request_carries_the_credentials_and_no_cache(httpserver):
+    httpserver.expect_request("/fhir/Patient/p1").respond_with_json({"resourceType": "Patient"})
+    store = store_for(httpserver, auth=HttpAuth(mode="basic", username="u", password="pw"))
+    store.read("Patient", "p1")
+    request, _ = httpserver.log[0]
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"u:pw").decode()
+    assert request.headers["Cache-Control"] == "no-cache"
+
+
+def test_an_identifier_search_sends_the_escaped_token(httpserver):
+    httpserver.expect_request("/fhir/Patient").respond_with_json(
+        {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    )
+    store_for(httpserver).find_patients(identifier_token("urn:a", "x,y|z\\$"))
+    request, _ = httpserver.log[0]
+    assert request.args["identifier"] == "urn:a|x\\,y\\|z\\\\\\$"
+
+
+def test_conditional_create_reads_the_id_from_the_location(httpserver):
+    httpserver.expect_request("/fhir/", method="POST").respond_with_json(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [{"response": {"status": "200 OK", "location": "Patient/42/_history/3"}}],
+        }
+    )
+    patient_id, created = store_for(httpserver).create_if_none_exist(
+        {"resourceType": "Patient"}, "identifier=urn:a|1"
+    )
+    assert (patient_id, created) == ("42", False)
+    entry = httpserver.log[0][0].get_json()["entry"][0]
+    assert entry["request"] == {
+        "method": "POST",
+        "url": "Patient",
+        "ifNoneExist": "identifier=urn:a|1",
+    }
+
+
+def test_store_is_thread_safe_for_concurrent_reads(httpserver):
+    httpserver.expect_request("/fhir/Patient/p1").respond_with_json({"resourceType": "Patient"})
+    store = store_for(httpserver)
+    errors = []
+
+    def read():
+        try:
+            store.read("Patient", "p1")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(httpserver.log) == 8
+
+
+def test_not_found_on_a_write_is_its_own_error(httpserver):
+    httpserver.expect_request("/fhir/Subscription/s", method="PUT").respond_with_json(
+        OUTCOME, status=404
+    )
+    with pytest.raises(FhirNotFound):
+        store_for(httpserver).put({"resourceType": "Subscription", "id": "s"})
