@@ -18,19 +18,21 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from sidecar import qido
+from sidecar import identity, qido
 from sidecar.fhir_store import FhirStore, Resource
 from sidecar.fhir_values import identifier_token
-from sidecar.mapping import Detail, build_endpoint, imaging_study_id, map_studies
+from sidecar.identity import PatientKey
+from sidecar.mapping import Detail, build_endpoint, imaging_study_id, map_studies, trim_to_detail
 from sidecar.outcome import (
     AmbiguousPatient,
     BadRequest,
+    DuplicatePatient,
     FetchError,
     FhirConflict,
     NotMappable,
@@ -47,6 +49,10 @@ FETCHES = Counter("sidecar_fetch_total", "Fetches by outcome", ["outcome"])
 FETCH_SECONDS = Histogram("sidecar_fetch_seconds", "Wall time of a fetch", ["outcome"])
 STUDIES = Counter("sidecar_fetch_studies_total", "Studies per write decision", ["action"])
 DROPPED = Counter("sidecar_isolation_dropped_total", "PACS records dropped by exact checks")
+CONFLICTS = Counter(
+    "sidecar_identity_conflicts_total", "Fetches refused: another Patient claims the PACS patient"
+)
+CLAIM_LIMIT = 10  # other Patients listed in a conflict's OperationOutcome
 
 WRITE_ATTEMPTS = 3
 ACTIVE_STATUSES = ("available", "registered")
@@ -81,14 +87,14 @@ class FetchRequest:
         )
 
 
-@dataclass(frozen=True)
-class PatientKey:
-    """One QIDO patient query: this PACS, this PatientID (+ issuer), from this identifier."""
+@dataclass
+class PacsAnswer:
+    """What one PACS answered for a patient: the records kept, and what was left out."""
 
     pacs: str
-    system: str | None
-    patient_id: str
-    issuer: str | None
+    records: list[Record] = field(default_factory=list)
+    foreign: int = 0  # study records not exactly this patient's (or outside the criteria)
+    invalid_uids: list[str] = field(default_factory=list)  # study records without a valid UID
 
 
 @dataclass
@@ -104,6 +110,13 @@ class FetchResult:
     unchanged: int = 0
     withdrawn: list[Resource] = field(default_factory=list)
     persisted: bool = True
+
+    def shaped(self, detail: Detail) -> FetchResult:
+        """The same result with each ImagingStudy trimmed to ``detail`` for the answer
+        (what was stored stays the full mapping)."""
+        if detail is Detail.INSTANCE:
+            return self
+        return replace(self, studies=[trim_to_detail(s, detail) for s in self.studies])
 
     def bundle(self, base_url: str) -> dict[str, Any]:
         """A searchset Bundle: studies (match), their Endpoints (include), warnings (outcome)."""
@@ -150,33 +163,10 @@ class FetchImaging:
         """The PACS queries this Patient resource implies (no I/O). A Patient update is
         relevant to imaging when this list changes; values the PACS could misread are left
         out (``refused_identifiers`` says why)."""
-        return self._patient_keys(patient)[0]
+        return identity.patient_keys(patient, self.settings.pacs.values())[0]
 
     def refused_identifiers(self, patient: Resource) -> list[str]:
-        return self._patient_keys(patient)[1]
-
-    def _patient_keys(self, patient: Resource) -> tuple[list[PatientKey], list[str]]:
-        keys: list[PatientKey] = []
-        refused: list[str] = []
-        for ident in patient.get("identifier") or []:
-            if ident.get("use") == "old" or (ident.get("period") or {}).get("end"):
-                continue  # a retired identifier must not pull another patient's studies
-            system, value = ident.get("system"), ident.get("value")
-            for pacs in self.settings.pacs.values():
-                mapping = pacs.mapping_for(system)
-                if mapping is None:
-                    continue
-                try:
-                    patient_id = qido.check_match_value(value, what=f"identifier ({system})")
-                    if mapping.issuer is not None:
-                        qido.check_match_value(mapping.issuer, what="issuer")
-                except qido.RefusedValue as exc:
-                    refused.append(str(exc))
-                    continue
-                key = PatientKey(pacs.name, system, patient_id, mapping.issuer)
-                if key not in keys:
-                    keys.append(key)
-        return keys, list(dict.fromkeys(refused))
+        return identity.patient_keys(patient, self.settings.pacs.values())[1]
 
     # -- the use case ----------------------------------------------------------------------
 
@@ -197,7 +187,7 @@ class FetchImaging:
     def _fetch(self, request: FetchRequest) -> FetchResult:
         patient = self._resolve_patient(request)
         patient_id = patient["id"]
-        keys, refused = self._patient_keys(patient)
+        keys, refused = identity.patient_keys(patient, self.settings.pacs.values())
         if not keys:
             systems = sorted(
                 {m.system for p in self.settings.pacs.values() for m in p.patient_identifiers}
@@ -211,32 +201,29 @@ class FetchImaging:
 
         pacs_names = list(dict.fromkeys(k.pacs for k in keys))
         endpoint_ids = [str(self.settings.pacs[n].endpoint_id) for n in pacs_names]
+        # one FHIR search finds any other Patient claiming these PACS patients (in parallel
+        # with the PACS queries); nothing is answered or written before it says "none"
+        claims = self._pool.submit(self._claimants, patient_id, keys)
         stored_future = (
             self._pool.submit(self._read_stored, patient_id, endpoint_ids)
             if request.persist
             else None
         )
-        found = self._query_all(pacs_names, keys, request)
-        dropped = sum(d for _, d in found.values())
-        if dropped:
-            DROPPED.inc(dropped)
-            issues.append(
-                issue(
-                    "information",
-                    "informational",
-                    f"{dropped} PACS record(s) that were not exactly this patient's "
-                    "(PatientID case, issuer or criteria) were left out",
-                )
-            )
+        # what is stored is always the full mapping: instance level whenever we write
+        depth = Detail.INSTANCE if request.persist else request.detail
+        found = self._query_all(pacs_names, keys, request, depth)
+        self._refuse_duplicates(patient_id, claims.result())
+        issues += _drop_issues(found.values())
 
-        studies, endpoints = self._map(patient_id, found, request, issues)
+        studies, endpoints = self._map(patient_id, found, depth, issues)
         if not request.persist:
             return FetchResult(patient, studies, endpoints, issues, persisted=False)
         assert stored_future is not None
         stored = stored_future.result()
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return self._write(patient, keys, studies, endpoints, stored, request, issues)
+                result = self._write(patient, keys, studies, endpoints, stored, request, issues)
+                return result.shaped(request.detail)
             except FhirConflict:
                 if attempt == WRITE_ATTEMPTS:
                     raise
@@ -244,19 +231,54 @@ class FetchImaging:
                 stored = self._read_stored(patient_id, endpoint_ids)
         raise AssertionError("unreachable")
 
+    def _claimants(self, patient_id: str, keys: list[PatientKey]) -> dict[str, list[PatientKey]]:
+        tokens = identity.claim_tokens(keys)
+        candidates = self.fhir.search(
+            "Patient",
+            {"identifier": ",".join(tokens), "_elements": "identifier,link,active"},
+            limit=CLAIM_LIMIT + 1,
+        )
+        return identity.claimants(patient_id, keys, candidates, self.settings.pacs.values())
+
+    def _refuse_duplicates(self, patient_id: str, claims: dict[str, list[PatientKey]]) -> None:
+        """Two Patients for one PACS patient: 409, nothing written (docs/fetch-imaging.md)."""
+        if not claims:
+            return
+        CONFLICTS.inc()
+        others = sorted(claims)[:CLAIM_LIMIT]
+        shared = sorted({k.identity for ks in claims.values() for k in ks}, key=str)
+        what = "; ".join(
+            f"PACS {p} PatientID {pid!r}" + (f" issuer {iss!r}" if iss else "")
+            for p, pid, iss in shared
+        )
+        log.warning(
+            "identity conflict",
+            extra={"patient_id": patient_id, "other_patient_ids": others},
+        )
+        raise DuplicatePatient(
+            f"Patient/{patient_id} and {', '.join(f'Patient/{o}' for o in others)} carry "
+            f"identifiers of the same PACS patient ({what}); nothing was written. Resolve it "
+            "on the FHIR server: merge the records (link replaced-by), retire the wrong "
+            "identifier (use=old) or correct it",
+            patient_ids=(patient_id, *others),
+        )
+
     def _resolve_patient(self, request: FetchRequest) -> Resource:
         if (request.patient_id is None) == (request.identifier is None):
             raise BadRequest("give exactly one of a Patient id or an identifier")
         if request.patient_id is not None:
             return self.fhir.read_patient(request.patient_id)
         system, value = request.identifier  # type: ignore[misc]
-        matches = self.fhir.find_patients(identifier_token(system, value))
-        token = f"{system}|{value}" if system else value
-        if not matches:
-            raise PatientNotFound(f"no Patient has identifier {token}")
-        if len(matches) > 1:
-            raise AmbiguousPatient(f"more than one Patient has identifier {token}")
-        return matches[0]
+        found = self.fhir.find_patients(identifier_token(system, value), limit=CLAIM_LIMIT)
+        # a server may match loosely (HAPI trims and drops control characters): compare
+        exact = [p for p in found if identity.carries_identifier(p, system, value)]
+        shown = f"{system}|{value}" if system else value
+        if not exact:
+            raise PatientNotFound(f"no Patient has identifier {shown!r}")
+        if len(exact) > 1:
+            ids = ", ".join(f"Patient/{p.get('id')}" for p in exact)
+            raise AmbiguousPatient(f"more than one Patient has identifier {shown!r}: {ids}")
+        return exact[0]
 
     def _read_stored(self, patient_id: str, endpoint_ids: list[str]) -> dict[str, Resource]:
         stored = {("ImagingStudy", k): v for k, v in self.fhir.studies_of(patient_id).items()}
@@ -265,12 +287,16 @@ class FetchImaging:
         return stored  # type: ignore[return-value]
 
     def _query_all(
-        self, pacs_names: list[str], keys: list[PatientKey], request: FetchRequest
-    ) -> dict[str, tuple[list[Record], int]]:
-        """Per PACS: the records (study + series/instance level) and how many were dropped."""
+        self, pacs_names: list[str], keys: list[PatientKey], request: FetchRequest, depth: Detail
+    ) -> dict[str, PacsAnswer]:
+        """Per PACS: the records (study + series/instance level) and what was dropped."""
         futures: dict[str, Future] = {
             name: self._pool.submit(
-                self._query_pacs, self.pacs[name], [k for k in keys if k.pacs == name], request
+                self._query_pacs,
+                self.pacs[name],
+                [k for k in keys if k.pacs == name],
+                request,
+                depth,
             )
             for name in pacs_names
         }
@@ -281,38 +307,40 @@ class FetchImaging:
                 future.cancel()
 
     def _query_pacs(
-        self, client: PacsClient, keys: list[PatientKey], request: FetchRequest
-    ) -> tuple[list[Record], int]:
+        self, client: PacsClient, keys: list[PatientKey], request: FetchRequest, depth: Detail
+    ) -> PacsAnswer:
         by_uid: dict[str, Record] = {}
-        dropped = 0
+        answer = PacsAnswer(client.name)
         for key in keys:
             found = client.search_patient_studies(key.patient_id, key.issuer, request.criteria)
-            dropped += found.dropped
+            answer.foreign += found.dropped
+            answer.invalid_uids += found.invalid_uids
             for record in found.records:
                 by_uid.setdefault(qido.first_value(record, qido.STUDY_INSTANCE_UID), record)
-        records = list(by_uid.values())
-        level = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}.get(request.detail)
+        answer.records = list(by_uid.values())
+        level = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}.get(depth)
         if level:
             for contents in client.study_contents(by_uid, level).values():
-                records.extend(contents)
+                answer.records.extend(contents)
         log.info(
             "queried PACS",
-            extra={"pacs": client.name, "study_uids": sorted(by_uid), "dropped": dropped},
+            extra={"pacs": client.name, "study_uids": sorted(by_uid), "dropped": answer.foreign},
         )
-        return records, dropped
+        return answer
 
     def _map(
         self,
         patient_id: str,
-        found: dict[str, tuple[list[Record], int]],
-        request: FetchRequest,
+        found: dict[str, PacsAnswer],
+        depth: Detail,
         issues: list[dict[str, Any]],
     ) -> tuple[list[Resource], list[Resource]]:
         studies: dict[str, Resource] = {}
         endpoints: list[Resource] = []
         subject = {"reference": f"Patient/{patient_id}"}
-        for name, (records, _) in found.items():
+        for name, answer in found.items():
             pacs = self.settings.pacs[name]
+            records = answer.records
             if not records:
                 continue
             endpoint_ref = {"reference": f"Endpoint/{pacs.endpoint_id}"}
@@ -322,7 +350,7 @@ class FetchImaging:
                 endpoint=endpoint_ref,
                 timezone=pacs.timezone,
                 accession_system=pacs.accession_system,
-                detail=request.detail,
+                detail=depth,
             )
             issues.extend(mapped.issues)
             for study in mapped.studies:
@@ -460,6 +488,33 @@ def _endpoint(pacs: PacsSettings) -> Resource:
         wado_root=str(pacs.wado_root),
         name=f"DICOMweb PACS {pacs.name}",
     )
+
+
+def _drop_issues(answers: Any) -> list[dict[str, Any]]:
+    """One issue per kind of study record the PACS sent and the sidecar left out."""
+    issues = []
+    for answer in answers:
+        if answer.foreign:
+            DROPPED.inc(answer.foreign)
+            issues.append(
+                issue(
+                    "information",
+                    "informational",
+                    f"PACS {answer.pacs}: {answer.foreign} study record(s) that were not exactly "
+                    "this patient's (PatientID, IssuerOfPatientID) or outside the criteria "
+                    "were left out",
+                )
+            )
+        for uid in answer.invalid_uids:
+            issues.append(
+                issue(
+                    "warning",
+                    "invalid",
+                    f"PACS {answer.pacs}: a study record of this patient was skipped: its "
+                    f"StudyInstanceUID (0020,000D) {uid!r} is not a valid DICOM UID",
+                )
+            )
+    return issues
 
 
 def _content(resource: Resource) -> Resource:

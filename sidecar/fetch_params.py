@@ -1,4 +1,8 @@
-"""``$fetch-imaging`` parameters (query string or a Parameters resource) -> FetchRequest.
+"""``$fetch-imaging`` parameters -> FetchRequest: one meaning for every encoding.
+
+The query string, an ``application/x-www-form-urlencoded`` body and a ``Parameters`` body
+(:mod:`sidecar.parameters_body`) all arrive here as (name, value) pairs; every value is
+checked and a bad one is a 400 OperationOutcome naming the parameter.
 
 | name | card. | type | meaning |
 |---|---|---|---|
@@ -18,7 +22,6 @@ import calendar
 import re
 from collections.abc import Iterable
 from datetime import date, timedelta
-from typing import Any
 
 from sidecar import qido
 from sidecar.fetch_imaging import FetchRequest
@@ -38,39 +41,16 @@ KNOWN = {
     "persist",
 }
 _SINGLE = KNOWN - {"modality", "studyDate"}
+MAX_PAIRS = 50
+# FHIR date search values (R4 search, date): [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.f]][zone]]]]
 _DATE = re.compile(
-    r"^(ge|gt|le|lt|eq)?(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$"
+    r"^(ge|gt|le|lt|eq)?(\d{4})(?:-(\d{2})(?:-(\d{2})"
+    r"(?:T([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d)(?:\.\d{1,9})?)?(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?)?"
+    r")?)?$"
 )
-
-
-def parameters_from_resource(body: dict[str, Any]) -> list[tuple[str, str]]:
-    """Flatten an R4 Parameters resource into (name, value) pairs."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise BadRequest("the request body must be a FHIR Parameters resource")
-    pairs: list[tuple[str, str]] = []
-    for param in body.get("parameter") or []:
-        name = param.get("name")
-        if not isinstance(name, str):
-            raise BadRequest("a Parameters.parameter has no name")
-        if "valueIdentifier" in param:
-            ident = param["valueIdentifier"] or {}
-            system, value = ident.get("system"), ident.get("value")
-            pairs.append((name, f"{system}|{value}" if system else str(value or "")))
-        elif "valueReference" in param:
-            pairs.append((name, str((param["valueReference"] or {}).get("reference", ""))))
-        elif "valueCoding" in param:
-            coding = param["valueCoding"] or {}
-            system = coding.get("system")
-            pairs.append((name, f"{system}|{coding.get('code')}" if system else coding.get("code")))
-        else:
-            values = [v for k, v in param.items() if k.startswith("value")]
-            if len(values) != 1 or isinstance(values[0], (dict, list)):
-                raise BadRequest(f"parameter {name!r} needs one primitive value")
-            value = values[0]
-            pairs.append(
-                (name, ("true" if value else "false") if isinstance(value, bool) else str(value))
-            )
-    return pairs
+#: Characters a caller's identifier value may not carry: FHIR search syntax (R4 search,
+#: escaping: , | \ $) and control characters (a server may silently drop them).
+_IDENTIFIER_SYNTAX = re.compile(r"[,|\\$\x00-\x1f\x7f]")
 
 
 def parse_fetch_parameters(
@@ -78,6 +58,9 @@ def parse_fetch_parameters(
 ) -> FetchRequest:
     """Validate the parameters; raises BadRequest (400) naming the offending parameter."""
     values: dict[str, list[str]] = {}
+    pairs = list(pairs)
+    if len(pairs) > MAX_PAIRS:
+        raise BadRequest(f"more than {MAX_PAIRS} parameters")
     for name, value in pairs:
         if name.startswith("_"):
             continue  # _format, _pretty and friends
@@ -136,16 +119,20 @@ def date_bounds(texts: Iterable[str]) -> tuple[date | None, date | None]:
         for part in text.split(","):
             if "," in text:
                 raise BadRequest("studyDate: a list of dates (OR) is not supported; repeat for AND")
-            match = _DATE.match(part.strip())
+            match = _DATE.fullmatch(part)
             if not match:
-                raise BadRequest(f"studyDate: {part!r} is not [eq|ge|gt|le|lt]YYYY[-MM[-DD]]")
+                raise BadRequest(
+                    f"studyDate: {part[:40]!r} is not [eq|ge|gt|le|lt]YYYY[-MM[-DD[Thh:mm[:ss]]]]"
+                )
             prefix, year, month, day = match.group(1) or "eq", *match.group(2, 3, 4)
             try:
                 first, last = _period(int(year), month, day)
-            except ValueError:
-                raise BadRequest(f"studyDate: {part!r} is not a valid date") from None
-            low = {"eq": first, "ge": first, "gt": last + timedelta(days=1)}.get(prefix)
-            high = {"eq": last, "le": last, "lt": first - timedelta(days=1)}.get(prefix)
+                low = {"eq": first, "ge": first, "gt": last + timedelta(days=1)}.get(prefix)
+                high = {"eq": last, "le": last, "lt": first - timedelta(days=1)}.get(prefix)
+            except (ValueError, OverflowError):  # 2021-02-30, year 0, gt9999-12-31, lt0001
+                raise BadRequest(
+                    f"studyDate: {part!r} is not a date in years 1-9999 or leaves none"
+                ) from None
             if low is not None:
                 ge = low if ge is None else max(ge, low)
             if high is not None:
@@ -166,12 +153,25 @@ def _period(year: int, month: str | None, day: str | None) -> tuple[date, date]:
 
 
 def _identifier(text: str) -> tuple[str | None, str]:
-    system, bar, value = text.rpartition("|") if "|" in text else ("", "", text)
+    """``system|value`` (``|value``: no system; ``value``: any system), checked exactly.
+
+    Refused with 400: control characters, leading or trailing white space, FHIR search
+    syntax in the value (``,`` ``|`` ``\\`` ``$``); nothing is passed on loosely.
+    """
+    system, bar, value = text.partition("|")
     if not bar:
-        system = ""
-    if not value.strip():
+        system, value = None, text  # type: ignore[assignment]
+    if not value:
         raise BadRequest("identifier: the value is empty")
-    return (system or None), value
+    if _IDENTIFIER_SYNTAX.search(value):
+        raise BadRequest(
+            "identifier: the value may not contain control characters or search syntax (, | \\ $)"
+        )
+    if value != value.strip() or (system and system != system.strip()):
+        raise BadRequest("identifier: leading or trailing white space is not allowed")
+    if system and (_IDENTIFIER_SYNTAX.search(system) or " " in system):
+        raise BadRequest("identifier: the system must be a URI without spaces or search syntax")
+    return system, value
 
 
 def _refuse_syntax(value: str, what: str) -> str:

@@ -26,10 +26,7 @@ def escape_search_value(value: str) -> str:
 
 
 def identifier_token(system: str | None, value: str) -> str:
-    """A token search value ``system|value`` for exactly this identifier.
-
-    Without a system the token is ``|value``'s opposite: ``value`` alone matches the value
-    under *any* system, so callers that know there is no system should say so.
-    """
+    """A token search value for this identifier: ``system|value``; ``|value`` when the
+    identifier has no system (``system == ""``); ``value`` alone (any system) for None."""
     escaped = escape_search_value(value)
-    return f"{escape_search_value(system)}|{escaped}" if system else escaped
+    return escaped if system is None else f"{escape_search_value(system)}|{escaped}"

@@ -46,6 +46,18 @@ class BadRequest(FetchError):
     status, code = 400, "invalid"
 
 
+class WritesNeedPost(FetchError):
+    """A GET that would write: FHIR operations that affect state are invoked with POST (405)."""
+
+    status, code = 405, "not-supported"
+
+
+class PayloadTooLarge(FetchError):
+    """The request body is larger than this operation takes (413)."""
+
+    status, code = 413, "too-long"
+
+
 class PatientNotFound(FetchError):
     """The Patient does not exist on the FHIR server (404)."""
 
@@ -56,6 +68,17 @@ class AmbiguousPatient(FetchError):
     """An identifier matches more than one Patient (409)."""
 
     status, code = 409, "multiple-matches"
+
+
+class DuplicatePatient(FetchError):
+    """Another Patient carries an identifier of the same PACS patient (409); ``patient_ids``
+    names them all, this one first."""
+
+    status, code = 409, "multiple-matches"
+
+    def __init__(self, diagnostics: str, *, patient_ids: tuple[str, ...]) -> None:
+        super().__init__(diagnostics)
+        self.patient_ids = patient_ids
 
 
 class NotMappable(FetchError):

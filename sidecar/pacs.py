@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
@@ -54,6 +54,8 @@ class PatientStudies:
     records: list[Record]
     dropped: int  # records the PACS returned that were not exactly this patient's
     requests: int
+    #: StudyInstanceUIDs (as sent, shortened) of this patient's records that are not UIDs
+    invalid_uids: list[str] = field(default_factory=list)
 
 
 class PacsClient:
@@ -98,13 +100,16 @@ class PacsClient:
         criteria); what the PACS matched loosely is dropped and counted."""
         filters = qido.study_filters(patient_id, issuer, criteria)
         kept: list[Record] = []
+        invalid: list[str] = []
         dropped = pages = 0
         for page in self.study_pages(filters, fields=qido.STUDY_FIELDS):
             pages += 1
             for record in page:
-                if qido.is_exact_patient(record, patient_id, issuer) and qido.matches_criteria(
-                    record, criteria
-                ):
+                exact = qido.is_exact_patient(record, patient_id, issuer)
+                uid = qido.first_value(record, qido.STUDY_INSTANCE_UID) or ""
+                if exact and not qido.is_uid(uid):
+                    invalid.append(uid[:80])  # this patient's, but unusable: say so
+                elif exact and qido.matches_criteria(record, criteria):
                     kept.append(record)
                 else:
                     dropped += 1
@@ -115,7 +120,7 @@ class PacsClient:
                             "study_uid": qido.first_value(record, qido.STUDY_INSTANCE_UID),
                         },
                     )
-        return PatientStudies(kept, dropped, pages)
+        return PatientStudies(kept, dropped, pages, invalid)
 
     def study_pages(
         self, filters: list[tuple[str, str]], *, fields: Iterable[str]

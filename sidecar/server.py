@@ -158,7 +158,7 @@ def serve(
     options = {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "sidecar.gunicorn_worker.FhirThreadWorker",
         "threads": threads,
         # $fetch-imaging on a big patient may take a minute: don't kill the worker earlier
         "timeout": 120,

@@ -42,7 +42,7 @@ def add_parsers(subparsers: Any) -> None:
     jobs.add_argument("--json", action="store_true", help="machine-readable output")
     jobs.set_defaults(func=cmd_jobs)
     actions = jobs.add_subparsers(dest="jobs_action")
-    retry = actions.add_parser("retry", help="queue dead letters again")
+    retry = actions.add_parser("retry", help="queue dead letters (or resolved conflicts) again")
     retry.add_argument("patient_ids", nargs="*", metavar="ID", help="Patient ids")
     retry.add_argument("--all", action="store_true", help="every dead letter")
     retry.set_defaults(func=cmd_jobs_retry)
@@ -100,6 +100,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     status = queue.status()
     pending = queue.pending(args.limit)
     dead = queue.dead_letters(args.limit)
+    conflicts = queue.conflicts(args.limit)
     if args.json:
         print(
             json.dumps(
@@ -107,6 +108,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                     "status": status,
                     "pending": [s.to_dict() for s in pending],
                     "dead": [s.to_dict() for s in dead],
+                    "conflicts": [s.to_dict() for s in conflicts],
                 },
                 indent=2,
             )
@@ -114,7 +116,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     print(
         f"backend {status['backend']}: {status['pending']} pending ({status['queued']} queued, "
-        f"{status['running']} running), {status['dead']} dead letter(s); "
+        f"{status['running']} running), {status['dead']} dead letter(s), "
+        f"{status['conflict']} identity conflict(s); "
         f"{status['messages']} message(s), {status['scheduled']} scheduled retry(ies)"
     )
     now = time.time()
@@ -131,6 +134,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         for s in dead:
             print(f"  Patient/{s.patient_id}  {_when(s.dead_at)}  {s.attempts}  {s.last_error}")
         print("\nretry with: dicom-fhir jobs retry ID... | --all")
+    if conflicts:
+        print("\nCONFLICTS  patient  since  (another Patient claims the same PACS patient)")
+        for s in conflicts:
+            print(f"  Patient/{s.patient_id}  {_when(s.synced_at)}  {s.detail or ''}")
+        print("\nresolve them on the FHIR server; the next change of the Patient syncs it again")
     return 0
 
 
@@ -140,13 +148,10 @@ def cmd_jobs_retry(args: argparse.Namespace) -> int:
         return 2
     queue = _services().queue
     revived = queue.retry_dead(None if args.all else args.patient_ids)
-    print(
-        f"{len(revived)} dead letter(s) queued again"
-        + (f": {', '.join(revived)}" if revived else "")
-    )
+    print(f"{len(revived)} job(s) queued again" + (f": {', '.join(revived)}" if revived else ""))
     missing = set(args.patient_ids) - set(revived)
     if missing:
-        print(f"not dead letters: {', '.join(sorted(missing))}", file=sys.stderr)
+        print(f"not dead letters or conflicts: {', '.join(sorted(missing))}", file=sys.stderr)
         return 1
     return 0
 

@@ -28,6 +28,7 @@ _INDEXES: dict[str, Callable[[PatientSyncState], bool]] = {
     "queued": lambda s: s.queued,
     "leased": lambda s: s.lease is not None,
     "dead": lambda s: s.dead,
+    "conflict": lambda s: s.outcome == "conflict" and not s.pending,
 }
 
 
@@ -54,11 +55,14 @@ class SqliteLedger:
         with self._transaction() as conn:
             conn.execute(
                 "create table if not exists sidecar_sync ("
-                " patient_id text primary key, data text not null,"
-                " pending integer not null, queued integer not null,"
-                " leased integer not null, dead integer not null, dead_at real)"
+                " patient_id text primary key, data text not null, dead_at real)"
             )
-            for index in ("pending", "queued", "leased", "dead"):
+            have = {row[1] for row in conn.execute("pragma table_info(sidecar_sync)")}
+            for index in _INDEXES:  # a queue file of an older version gains new indexes
+                if index not in have:
+                    conn.execute(
+                        f"alter table sidecar_sync add column {index} integer not null default 0"
+                    )
                 conn.execute(
                     f"create index if not exists sidecar_sync_{index} on sidecar_sync"
                     f" ({index}) where {index} = 1"
@@ -92,22 +96,14 @@ class SqliteLedger:
             current = PatientSyncState.from_dict(json.loads(row[0])) if row else None
             new, result = transition(current)
             if new is not None and new != current:
-                flags = {name: int(test(new)) for name, test in _INDEXES.items()}
+                flags = [int(test(new)) for test in _INDEXES.values()]
+                columns = ", ".join(_INDEXES)
+                updates = ", ".join(f"{c} = excluded.{c}" for c in ("data", "dead_at", *_INDEXES))
                 conn.execute(
-                    "insert into sidecar_sync (patient_id, data, pending, queued, leased, dead,"
-                    " dead_at) values (?, ?, ?, ?, ?, ?, ?) on conflict(patient_id) do update"
-                    " set data = excluded.data, pending = excluded.pending,"
-                    " queued = excluded.queued, leased = excluded.leased,"
-                    " dead = excluded.dead, dead_at = excluded.dead_at",
-                    (
-                        patient_id,
-                        json.dumps(new.to_dict()),
-                        flags["pending"],
-                        flags["queued"],
-                        flags["leased"],
-                        flags["dead"],
-                        new.dead_at,
-                    ),
+                    f"insert into sidecar_sync (patient_id, data, dead_at, {columns}) values"
+                    f" ({', '.join('?' * (3 + len(_INDEXES)))})"
+                    f" on conflict(patient_id) do update set {updates}",
+                    (patient_id, json.dumps(new.to_dict()), new.dead_at, *flags),
                 )
             return result
 

@@ -45,7 +45,7 @@ LATENCY = Histogram(
 class SyncOutcome:
     """What one patient's sync did; ``fingerprint`` is recorded for the relevance check."""
 
-    status: str  # synced | no-identifier | inactive | merged | deleted
+    status: str  # synced | no-identifier | inactive | merged | deleted | conflict
     fingerprint: str | None
     studies: int = 0
     follow_up: tuple[str, ...] = ()  # patients to sync next (a merge's survivor)
@@ -184,7 +184,9 @@ class SyncQueue:
             state_before = self.ledger.get(patient_id)
             requeue = self.ledger.update(
                 patient_id,
-                lambda s: sm.succeed(s, token, now, outcome.fingerprint, outcome.status),
+                lambda s: sm.succeed(
+                    s, token, now, outcome.fingerprint, outcome.status, outcome.detail
+                ),
             )
         finally:
             with self._held_lock:
@@ -286,7 +288,11 @@ class SyncQueue:
 
     def retry_dead(self, patient_ids: list[str] | None = None) -> list[str]:
         """Put dead letters back in the queue (all of them when ``patient_ids`` is None)."""
-        targets = self.ledger.ids("dead") if patient_ids is None else patient_ids
+        targets = (
+            self.ledger.ids("dead") + self.ledger.ids("conflict")
+            if patient_ids is None
+            else patient_ids
+        )
         revived = []
         for patient_id in targets:
             now = self.clock()
@@ -297,6 +303,11 @@ class SyncQueue:
 
     def dead_letters(self, limit: int = 100) -> list[sm.PatientSyncState]:
         states = (self.ledger.get(pid) for pid in self.ledger.ids("dead", limit))
+        return [s for s in states if s is not None]
+
+    def conflicts(self, limit: int = 100) -> list[sm.PatientSyncState]:
+        """Patients whose last sync was refused: another Patient claims the same patient."""
+        states = (self.ledger.get(pid) for pid in self.ledger.ids("conflict", limit))
         return [s for s in states if s is not None]
 
     def pending(self, limit: int = 100) -> list[sm.PatientSyncState]:
@@ -311,6 +322,7 @@ class SyncQueue:
             "queued": self.ledger.count("queued"),
             "running": self.ledger.count("leased"),
             "dead": self.ledger.count("dead"),
+            "conflict": self.ledger.count("conflict"),
             "messages": self.huey.pending_count(),
             "scheduled": self.huey.scheduled_count(),
         }

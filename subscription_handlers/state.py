@@ -31,6 +31,7 @@ COALESCED = "coalesced"  # a queued or running job will cover this notification
 UNCHANGED = "unchanged"  # nothing relevant changed since the last successful sync
 
 MAX_ERROR_CHARS = 500
+CONFLICT = "conflict"  # the outcome of a sync refused because two Patients claim one patient
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class PatientSyncState:
     synced_fp: str | None = None
     synced_at: float | None = None
     outcome: str | None = None
+    detail: str | None = None  # what the last outcome means (a conflict names the Patients)
     last_latency: float | None = None
 
     @property
@@ -155,7 +157,12 @@ def renew(
 
 
 def succeed(
-    state: PatientSyncState | None, owner: str, now: float, fingerprint: str | None, outcome: str
+    state: PatientSyncState | None,
+    owner: str,
+    now: float,
+    fingerprint: str | None,
+    outcome: str,
+    detail: str | None = None,
 ) -> tuple[PatientSyncState | None, bool]:
     """The sync finished. Returns True when the caller must enqueue a follow-up message."""
     if state is None or state.lease != owner:
@@ -174,6 +181,7 @@ def succeed(
         synced_fp=fingerprint,
         synced_at=now,
         outcome=outcome,
+        detail=(detail or None) and detail[:MAX_ERROR_CHARS],
         last_latency=latency,
         pending_since=None,
     )
@@ -234,8 +242,8 @@ def reconcile(
 
 
 def revive(state: PatientSyncState | None, now: float) -> tuple[PatientSyncState | None, bool]:
-    """``jobs retry``: a dead letter goes back to the queue with fresh attempts."""
-    if state is None or not state.dead:
+    """``jobs retry``: a dead letter (or a conflict, once resolved) goes back to the queue."""
+    if state is None or not (state.dead or (state.outcome == CONFLICT and not state.pending)):
         return state, False
     return (
         replace(

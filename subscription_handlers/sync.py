@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from sidecar.fetch_imaging import FetchImaging, FetchRequest
-from sidecar.outcome import FetchError, NotMappable, PatientNotFound
+from sidecar.outcome import DuplicatePatient, FetchError, NotMappable, PatientNotFound
 from subscription_handlers.patient_rules import DELETED_FINGERPRINT, relevant_fingerprint, rule_for
 from subscription_handlers.queue import SyncFailed, SyncOutcome
 
@@ -64,6 +64,10 @@ class PatientSync:
             return self._deleted(patient_id)
         except NotMappable as exc:
             return SyncOutcome("no-identifier", fingerprint, detail=exc.diagnostics)
+        except DuplicatePatient as exc:
+            # not retried (it needs a person) and nothing written; no fingerprint, so the
+            # next change of this Patient syncs it again (docs/sync.md, identity conflicts)
+            return SyncOutcome("conflict", None, detail=exc.diagnostics)
         except FetchError as exc:
             raise _failure(exc) from exc
         # the use case re-read the Patient: record what it actually acted on

@@ -3,12 +3,13 @@
 Public API (other modules code against these names)::
 
     Detail, MappingResult, map_studies, imaging_study_id, study_identifier,
-    build_endpoint, build_patient, patient_key, validate_r4
+    build_endpoint, build_patient, patient_key, trim_to_detail, validate_r4
 
 The rules are those of docs/dicom-fhir-mapping.md; each module cites the DICOM tags it
 reads.
 """
 
+from .detail import trim_to_detail
 from .endpoint import build_endpoint
 from .extract import Facts, extract
 from .imaging_study import (
@@ -19,7 +20,6 @@ from .imaging_study import (
     map_studies,
     study_identifier,
 )
-from .outcome import operation_outcome
 from .patient import build_patient, patient_key
 from .validation import validate_r4
 
@@ -33,8 +33,8 @@ __all__ = [
     "extract",
     "imaging_study_id",
     "map_studies",
-    "operation_outcome",
     "patient_key",
     "study_identifier",
+    "trim_to_detail",
     "validate_r4",
 ]

@@ -51,10 +51,3 @@ def to_fhir(issue_: Issue) -> dict[str, Any]:
     """Render as an R4 OperationOutcome.issue (severity warning)."""
     code, diagnostics = issue_
     return {"severity": "warning", "code": code, "diagnostics": diagnostics}
-
-
-def operation_outcome(issues: list[dict[str, Any]]) -> dict[str, Any]:
-    """Wrap issue dicts in an OperationOutcome (R4 requires at least one issue)."""
-    if not issues:
-        issues = [{"severity": "information", "code": "informational", "diagnostics": "ok"}]
-    return {"resourceType": "OperationOutcome", "issue": issues}

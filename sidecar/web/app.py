@@ -21,6 +21,16 @@ from sidecar.web.responses import outcome_response
 from subscription_handlers import notify
 
 log = logging.getLogger("sidecar.web")
+MAX_BODY_BYTES = 2 * 1024 * 1024  # /notify takes Patients up to 1 MB; $fetch-imaging far less
+#: R4 issue-type codes for the HTTP errors Flask raises itself.
+ISSUE_CODES = {
+    404: "not-found",
+    405: "not-supported",
+    413: "too-long",
+    414: "too-long",
+    415: "not-supported",
+    431: "too-long",
+}
 
 
 def create_app(services: Services) -> Flask:
@@ -32,9 +42,16 @@ def create_app(services: Services) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(notify.bp)  # PUT/DELETE /notify/Patient/{id} -> the sync queue
 
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # larger bodies: 413, never read
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        return outcome_response(exc.code or 500, "not-supported", exc.description or exc.name)
+        status = exc.code or 500
+        code = ISSUE_CODES.get(status, "processing" if status < 500 else "exception")
+        response = outcome_response(status, code, exc.description or exc.name)
+        if status == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

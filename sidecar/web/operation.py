@@ -2,33 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, Response, request
 
 from sidecar.auth import AcceptedCredentials, check_caller
-from sidecar.fetch_params import parameters_from_resource, parse_fetch_parameters
-from sidecar.outcome import BadRequest, FetchError
+from sidecar.fetch_params import parse_fetch_parameters
+from sidecar.outcome import BadRequest, FetchError, PayloadTooLarge, WritesNeedPost
+from sidecar.parameters_body import parameters_from_resource, parse_json_body
 from sidecar.web.context import current_services
 from sidecar.web.responses import FHIR_JSON, fhir_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("operation", __name__)
+MAX_PARAMETERS_BYTES = 64 * 1024  # a Parameters body of this operation is a few hundred bytes
 
 
 def _pairs() -> list[tuple[str, str]]:
     pairs = list(request.args.items(multi=True))
+    if (request.content_length or 0) > MAX_PARAMETERS_BYTES:
+        raise PayloadTooLarge(f"the request body is larger than {MAX_PARAMETERS_BYTES} bytes")
     if request.method == "POST" and request.get_data():
         mimetype = request.mimetype or ""
         if mimetype == "application/x-www-form-urlencoded":
             pairs += list(request.form.items(multi=True))
         elif mimetype in (FHIR_JSON, "application/json"):
-            try:
-                body = json.loads(request.get_data())
-            except ValueError:
-                raise BadRequest("the request body is not JSON") from None
-            pairs += parameters_from_resource(body)
+            pairs += parameters_from_resource(parse_json_body(request.get_data()))
         else:
             raise BadRequest(f"unsupported content type {mimetype!r}; send {FHIR_JSON}")
     return pairs
@@ -43,6 +42,11 @@ def _run(patient_id: str | None) -> Response:
     try:
         check_caller(request.headers, accepted)
         fetch_request = parse_fetch_parameters(_pairs(), patient_id=patient_id)
+        if request.method == "GET" and fetch_request.persist:
+            raise WritesNeedPost(
+                "$fetch-imaging writes ImagingStudies (affectsState): invoke it with POST, "
+                "or with GET and persist=false to read without writing"
+            )
         result = services.fetch(fetch_request)
     except FetchError as exc:
         log.info(
@@ -52,6 +56,8 @@ def _run(patient_id: str | None) -> Response:
         response = fhir_response(exc.outcome(), exc.status)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="dicom-fhir-sidecar"'
+        if exc.status == 405:
+            response.headers["Allow"] = "POST"
         return response
     return fhir_response(result.bundle(settings.fhir.base_url))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import CLEARED_TYPES, clear_fhir
+from tests.conftest import CLEARED_TYPES, clear_fhir, stack_sh
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = {
@@ -43,7 +43,7 @@ class Sidecar:
     env: dict[str, str]
     log_path: Path
 
-    def fetch(self, patient_id: str, params=None, *, method="GET", headers=None, **kw):
+    def fetch(self, patient_id: str, params=None, *, method="POST", headers=None, **kw):
         hdrs = {"X-Sidecar-Secret": self.secret} if headers is None else headers
         return requests.request(
             method,
@@ -81,7 +81,7 @@ def sidecar(stack) -> Iterator[Sidecar]:
                 "-m",
                 "gunicorn",
                 "-k",
-                "gthread",
+                "sidecar.gunicorn_worker.FhirThreadWorker",
                 "--threads",
                 "8",
                 "-w",
@@ -111,6 +111,41 @@ def sidecar(stack) -> Iterator[Sidecar]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+SIDECAR_PORT = 8090  # the stack's sidecar: where HAPI's $fetch-imaging provider relays
+SIDECAR_URL = f"http://127.0.0.1:{SIDECAR_PORT}"
+
+
+def _running() -> set[str]:
+    return {line.split()[0] for line in stack_sh("status").splitlines() if " running " in line}
+
+
+def start_stack_sidecar() -> None:
+    """``stack.sh up sidecar`` without a Subscription of its own (so other tests' Patients
+    are not synced behind their backs)."""
+    from tests.integration.conftest_sync import release_port
+
+    release_port(SIDECAR_PORT)  # an AckServer an earlier test left on it
+    os.environ["SIDECAR_REGISTER_ON_START"] = "false"
+    try:
+        stack_sh("up", "sidecar")
+    finally:
+        del os.environ["SIDECAR_REGISTER_ON_START"]
+
+
+@pytest.fixture(scope="module")
+def stack_sidecar(stack) -> Iterator[str]:
+    """The stack's own sidecar, the one HAPI's provider relays to; stopped again if this
+    module started it."""
+    from tests.integration.conftest_sync import keep_alive
+
+    started = "sidecar" not in _running()
+    start_stack_sidecar()
+    yield SIDECAR_URL
+    if started:
+        stack_sh("down", "sidecar")
+        keep_alive(SIDECAR_PORT)  # for deliveries HAPI may still owe a deleted Subscription
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ class SyncStack:
                 "-m",
                 "gunicorn",
                 "-k",
-                "gthread",
+                "sidecar.gunicorn_worker.FhirThreadWorker",
                 "--threads",
                 "16",
                 "-w",

@@ -64,6 +64,8 @@ def test_demo_script_summary_and_rerun(clean_fhir, fhir_http, sample_data):
 
         out = first.stdout
         assert "demo Patient/" in out and ": created" in out
+        # the clean sample study answers with no OperationOutcome at all
+        assert not re.search(r"^  (warning|information|error): ", out, re.M), out
         assert re.search(r"^automatic sync: \d+ ImagingStudy on the FHIR server after", out, re.M)
         patient = PATIENT_LINE.search(out)
         assert patient and patient.group(2) == f"{DEMO_SYSTEM}|{DEMO_VALUE}", out

@@ -72,7 +72,7 @@ def test_identifier_with_wildcard_is_refused(sidecar, fhir, sample_data, stack):
 
 def test_type_level_by_identifier(sidecar, fhir, sample_data, stack):
     fhir.put_patient("t-type", [("HOSP-A", "123")])
-    r = requests.get(
+    r = requests.post(
         f"{sidecar.url}/fhir/Patient/$fetch-imaging",
         params={"identifier": f"{SYSTEMS['HOSP-A']}|123"},
         headers={"Authorization": "Bearer test-bearer-token"},

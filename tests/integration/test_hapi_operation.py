@@ -3,10 +3,8 @@ the stack's sidecar (127.0.0.1:8090), with the OperationDefinition published on 
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -14,39 +12,12 @@ import requests
 from sidecar.settings import load_settings
 from sidecar.wiring import build_registrar
 from tests.conftest import Stack, stack_sh
-from tests.integration.conftest_sync import keep_alive, release_port
+from tests.integration.conftest import start_stack_sidecar
 
 pytestmark = pytest.mark.stack
 
-SIDECAR_PORT = 8090
-SIDECAR_URL = f"http://127.0.0.1:{SIDECAR_PORT}"
 MRN_A = "urn:example:mrn:hosp-a"
 FHIR_JSON = {"Accept": "application/fhir+json"}
-
-
-def _running() -> set[str]:
-    return {line.split()[0] for line in stack_sh("status").splitlines() if " running " in line}
-
-
-@pytest.fixture(scope="module")
-def stack_sidecar(stack: Stack) -> Iterator[str]:
-    """The stack's own sidecar, the one HAPI's provider forwards to; no Subscription of its
-    own here, so other tests' Patients are not synced behind their backs."""
-    started = "sidecar" not in _running()
-    _start_sidecar()
-    yield SIDECAR_URL
-    if started:
-        stack_sh("down", "sidecar")
-        keep_alive(SIDECAR_PORT)  # for deliveries HAPI may still owe a deleted Subscription
-
-
-def _start_sidecar() -> None:
-    release_port(SIDECAR_PORT)  # an AckServer an earlier test left on it
-    os.environ["SIDECAR_REGISTER_ON_START"] = "false"
-    try:
-        stack_sh("up", "sidecar")
-    finally:
-        del os.environ["SIDECAR_REGISTER_ON_START"]
 
 
 @pytest.fixture
@@ -166,4 +137,4 @@ def test_sidecar_stopped_hapi_answers_502_and_stays_healthy(
         assert fhir_http.get(f"{stack.fhir_base}/metadata").status_code == 200
         assert fhir_http.get(f"{stack.fhir_base}/Patient/{roster_patient['id']}").ok
     finally:
-        _start_sidecar()
+        start_stack_sidecar()

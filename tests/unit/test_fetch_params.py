@@ -4,9 +4,10 @@ from datetime import date
 
 import pytest
 
-from sidecar.fetch_params import date_bounds, parameters_from_resource, parse_fetch_parameters
+from sidecar.fetch_params import date_bounds, parse_fetch_parameters
 from sidecar.mapping import Detail
 from sidecar.outcome import BadRequest
+from sidecar.parameters_body import parameters_from_resource
 
 
 def test_defaults_at_instance_level():
@@ -110,3 +111,68 @@ def test_parameters_resource():
     assert req.identifier == ("urn:x", "12") and not req.persist
     with pytest.raises(BadRequest):
         parameters_from_resource({"resourceType": "Patient"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "urn:x|12\x01",
+        "urn:x|12\t",
+        "urn:x|12\n",
+        "urn:x|12,",
+        "urn:x|NOPE,12",
+        "urn:x| 12",
+        "urn:x|12 ",
+        "urn:x|1\\2",
+        "urn:x|1$2",
+        "urn:x|a|b",
+        "urn x|12",
+        "urn:x\x00|12",
+        " urn:x|12",
+    ],
+)
+def test_an_identifier_that_a_search_could_read_loosely_is_400(value):
+    with pytest.raises(BadRequest) as err:
+        parse_fetch_parameters([("identifier", value)])
+    assert err.value.status == 400
+
+
+def test_identifier_without_system_and_with_an_empty_system():
+    assert parse_fetch_parameters([("identifier", "12")]).identifier == (None, "12")
+    assert parse_fetch_parameters([("identifier", "|12")]).identifier == ("", "12")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lt0001",
+        "lt0001-01-01",
+        "gt9999-12-31",
+        "gt9999",
+        "0000-01-01",
+        "2021-02-30",
+        "2021-13",
+        "2020-01-01T25:00",
+        "2020-01-01T10:61",
+        "2020-01-01T10:00+24:00",
+        "ge2020-1-1",
+        "2020-01-01T",
+        "ge2020 ",
+    ],
+)
+def test_dates_out_of_range_or_unreal_are_400(text):
+    with pytest.raises(BadRequest):
+        date_bounds([text])
+
+
+def test_real_date_times_are_accepted():
+    assert date_bounds(["ge2020-01-01T10:00:00Z", "le2020-01-31T23:59:59.999+01:00"]) == (
+        date(2020, 1, 1),
+        date(2020, 1, 31),
+    )
+    assert date_bounds(["gt9999-12-30"]) == (date(9999, 12, 31), None)
+
+
+def test_too_many_parameters_are_400():
+    with pytest.raises(BadRequest, match="more than"):
+        parse_fetch_parameters([("modality", "CT")] * 51, patient_id="p1")

@@ -14,7 +14,13 @@ import pytest
 
 from sidecar.fetch_imaging import FetchImaging, FetchRequest
 from sidecar.mapping import Detail, imaging_study_id
-from sidecar.outcome import AmbiguousPatient, FhirConflict, NotMappable, PatientNotFound
+from sidecar.outcome import (
+    AmbiguousPatient,
+    DuplicatePatient,
+    FhirConflict,
+    NotMappable,
+    PatientNotFound,
+)
 from sidecar.pacs import PacsClient
 from sidecar.settings import load_settings
 from tests.unit.fake_dicomweb import FakeDicomWeb, study_row
@@ -52,6 +58,10 @@ class LoosePacs:
         ]
 
 
+def loose(value: str) -> str:
+    return re.sub(r"[\x00-\x1f]", "", value).strip()
+
+
 class FakeFhir:
     def __init__(self):
         self.store = {}  # (type, id) -> resource
@@ -63,19 +73,28 @@ class FakeFhir:
             raise PatientNotFound(pid)
         return self.store[("Patient", pid)]
 
+    def search(self, resource_type, params, limit):
+        assert resource_type == "Patient" and set(params) == {"identifier", "_elements"}
+        found = {}
+        for token in re.split(r"(?<!\\),", params["identifier"]):
+            for patient in self.find_patients(token.strip()):
+                found[patient["id"]] = patient
+        return list(found.values())[:limit]
+
     def find_patients(self, token, limit=2):
+        """As loose as HAPI: values compared trimmed and without control characters."""
         parts = re.split(r"(?<!\\)\|", token, maxsplit=1)
         system, value = (parts[0] or None, parts[1]) if len(parts) == 2 else (None, parts[0])
-        value = re.sub(r"\\(.)", r"\1", value)
+        value = loose(re.sub(r"\\(.)", r"\1", value))
         return [
             r
             for (t, _), r in self.store.items()
             if t == "Patient"
             and any(
-                i.get("value") == value and (system is None or i.get("system") == system)
+                loose(i.get("value", "")) == value and (system is None or i.get("system") == system)
                 for i in r.get("identifier", [])
             )
-        ]
+        ][:limit]
 
     def studies_of(self, pid):
         return {
@@ -287,3 +306,90 @@ def test_conflicts_that_keep_coming_are_409_and_nothing_is_written(world):
     with pytest.raises(FhirConflict) as err:
         fetch(FetchRequest(patient_id="p12"))
     assert err.value.status == 409 and not fhir.transactions
+
+
+def add_patient(fhir, pid, value, **extra):
+    fhir.store[("Patient", pid)] = {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": SYS_A, "value": value}],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("twin_value", ["12", "12 ", " 12"])
+def test_a_second_patient_with_the_same_mrn_is_a_conflict_for_both(world, twin_value):
+    fetch, fhir, _ = world
+    fetch(FetchRequest(patient_id="p12"))
+    before = versions(fhir)
+    add_patient(fhir, "twin", twin_value)
+    for pid in ("twin", "p12"):
+        with pytest.raises(DuplicatePatient) as err:
+            fetch(FetchRequest(patient_id=pid))
+        assert err.value.status == 409
+        assert "Patient/p12" in err.value.diagnostics and "Patient/twin" in err.value.diagnostics
+        with pytest.raises(DuplicatePatient):
+            fetch(FetchRequest(patient_id=pid, persist=False))  # no answer for either
+    assert versions(fhir) == before
+    stored = fhir.store[("ImagingStudy", "1.2.1")]
+    assert stored["subject"] == {"reference": "Patient/p12"}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"link": [{"type": "replaced-by", "other": {"reference": "Patient/p12"}}]},
+        {"identifier": [{"system": SYS_A, "value": "12", "use": "old"}]},
+        {"identifier": [{"system": "urn:other", "value": "12"}]},
+        {"identifier": [{"system": SYS_A, "value": "12", "period": {"end": "2020-01-01"}}]},
+    ],
+)
+def test_merged_retired_or_unmapped_identifiers_are_no_conflict(world, extra):
+    fetch, fhir, _ = world
+    add_patient(fhir, "old-record", "12", **extra)
+    assert fetch(FetchRequest(patient_id="p12")).created == 2
+
+
+def test_the_duplicate_check_costs_one_fhir_search(world):
+    fetch, fhir, _ = world
+    calls = []
+    original = fhir.search
+    fhir.search = lambda *a, **k: calls.append(a) or original(*a, **k)
+    fetch(FetchRequest(patient_id="p12"))
+    assert len(calls) == 1
+
+
+def test_detail_shapes_the_answer_and_never_the_stored_study(world, httpserver):
+    from tests.unit.fake_dicomweb import instance_row
+
+    fetch, fhir, pacs = world
+    pacs.server.instances["1.2.1"] = [instance_row("1.2.1", "1.2.1.1", "1.2.1.1.1")]
+    first = fetch(FetchRequest(patient_id="p12", detail=Detail.STUDY))
+    assert all("series" not in s for s in first.studies)
+    stored = fhir.store[("ImagingStudy", "1.2.1")]
+    assert stored["series"][0]["instance"][0]["uid"] == "1.2.1.1.1"
+    before = versions(fhir)
+    for detail in (Detail.SERIES, Detail.STUDY, Detail.INSTANCE, Detail.STUDY):
+        answer = fetch(FetchRequest(patient_id="p12", detail=detail))
+        study = next(s for s in answer.studies if s["id"] == "1.2.1")
+        assert ("series" in study) == (detail is not Detail.STUDY)
+        if detail is Detail.SERIES:
+            assert "instance" not in study["series"][0]
+    assert versions(fhir) == before
+
+
+@pytest.mark.parametrize("value", ["12\x01", " 12", "12 ", "12\t"])
+def test_type_level_lookup_compares_the_identifier_exactly(world, value):
+    fetch, fhir, _ = world
+    with pytest.raises(PatientNotFound):
+        fetch(FetchRequest(identifier=(SYS_A, value.encode().decode("unicode_escape"))))
+    assert not fhir.transactions
+
+
+def test_a_study_record_with_an_invalid_uid_is_named_not_called_foreign(world):
+    fetch, _, pacs = world
+    pacs["bad"] = study_record("12", "1.2.x")
+    result = fetch(FetchRequest(patient_id="p12"))
+    texts = [i["diagnostics"] for i in result.issues]
+    assert any("'1.2.x' is not a valid DICOM UID" in t for t in texts), texts
+    assert not any("1.2.x" in t and "not exactly" in t for t in texts)

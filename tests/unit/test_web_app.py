@@ -76,8 +76,75 @@ def test_bad_parameter_400_and_pacs_timeout_504(app_and_fetch):
     r = client.get("/fhir/Patient/p1/$fetch-imaging?studyDate=xx", headers=AUTH)
     assert r.status_code == 400 and r.json["issue"][0]["code"] == "invalid"
     fetch.error = PacsTimeout("slow")
-    r = client.get("/fhir/Patient/p1/$fetch-imaging", headers=AUTH)
+    r = client.post("/fhir/Patient/p1/$fetch-imaging", headers=AUTH)
     assert r.status_code == 504 and r.json["issue"][0]["code"] == "timeout"
+
+
+def test_a_get_that_would_write_is_405_and_reaches_no_use_case(app_and_fetch):
+    client, fetch = app_and_fetch
+    for query in ("", "?persist=true"):
+        r = client.get(f"/fhir/Patient/p1/$fetch-imaging{query}", headers=AUTH)
+        assert r.status_code == 405 and r.json["issue"][0]["code"] == "not-supported"
+        assert r.headers["Allow"] == "POST" and "POST" in r.json["issue"][0]["diagnostics"]
+    assert not fetch.requests
+    r = client.get("/fhir/Patient/p1/$fetch-imaging?persist=false", headers=AUTH)
+    assert r.status_code == 200 and fetch.requests[0].persist is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"resourceType": "Parameters", "parameter": "persist=false"},
+        {"resourceType": "Parameters", "parameter": {"name": "persist"}},
+        {"resourceType": "Parameters", "parameter": ["persist"]},
+        {"resourceType": "Parameters", "parameter": [{"name": "persist", "valueBoolean": "no"}]},
+        {"resourceType": "Parameters", "parameter": [{"name": "persist", "valueString": "false"}]},
+        {"resourceType": "Parameters", "parameter": [{"name": "detail", "valueCode": 3}]},
+        {"resourceType": "Parameters", "parameter": [{"name": 7, "valueString": "x"}]},
+        {"resourceType": "Parameters", "parameter": [{"name": "identifier"}]},
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "identifier", "valueIdentifier": "x"}],
+        },
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "detail", "valueCode": "s", "valueString": "s"}],
+        },
+        {"resourceType": "Parameters", "parameter": [{"name": "x", "part": []}]},
+        [1, 2, 3],
+        "Parameters",
+    ],
+)
+def test_malformed_parameters_bodies_are_400(app_and_fetch, body):
+    client, fetch = app_and_fetch
+    r = client.post("/fhir/Patient/p1/$fetch-imaging", json=body, headers=AUTH)
+    assert r.status_code == 400 and r.json["resourceType"] == "OperationOutcome", r.json
+    assert not fetch.requests
+
+
+def test_deep_large_and_undecodable_bodies(app_and_fetch):
+    client, fetch = app_and_fetch
+    deep = "[" * 20000 + "]" * 20000  # 40 KB: under the size limit, far over the depth
+    headers = {**AUTH, "Content-Type": "application/fhir+json"}
+    r = client.post("/fhir/Patient/p1/$fetch-imaging", data=deep, headers=headers)
+    assert r.status_code == 400 and "nested" in r.json["issue"][0]["diagnostics"]
+    big = '{"resourceType": "Parameters", "x": "' + "a" * 100_000 + '"}'
+    r = client.post("/fhir/Patient/p1/$fetch-imaging", data=big, headers=headers)
+    assert r.status_code == 413 and r.json["issue"][0]["code"] == "too-long"
+    r = client.post("/fhir/Patient/p1/$fetch-imaging", data=b"\xff\xfe{", headers=headers)
+    assert r.status_code == 400
+    huge = b"x" * (3 * 1024 * 1024)
+    notify = {"X-Sidecar-Secret": "n", "Content-Type": "application/fhir+json"}
+    r = client.put("/notify/Patient/p1", data=huge, headers=notify)
+    assert r.status_code == 413 and r.json["resourceType"] == "OperationOutcome"
+    assert not fetch.requests
+
+
+def test_a_wrong_method_is_an_operation_outcome_with_allow(app_and_fetch):
+    client, _ = app_and_fetch
+    r = client.delete("/fhir/Patient/p1/$fetch-imaging", headers=AUTH)
+    assert r.status_code == 405 and r.json["resourceType"] == "OperationOutcome"
+    assert "POST" in r.headers["Allow"]
 
 
 def test_unknown_route_is_an_operation_outcome(app_and_fetch):
