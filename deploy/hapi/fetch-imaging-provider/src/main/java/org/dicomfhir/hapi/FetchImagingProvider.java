@@ -4,8 +4,6 @@ import ca.uhn.fhir.rest.annotation.IdParam;
 import ca.uhn.fhir.rest.annotation.Operation;
 import ca.uhn.fhir.rest.annotation.OperationParam;
 import ca.uhn.fhir.rest.api.server.RequestDetails;
-import ca.uhn.fhir.rest.param.DateRangeParam;
-import ca.uhn.fhir.rest.param.TokenParam;
 import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletResponse;
 import java.io.IOException;
@@ -13,9 +11,7 @@ import java.io.OutputStream;
 import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
-import org.hl7.fhir.r4.model.BooleanType;
 import org.hl7.fhir.r4.model.Bundle;
-import org.hl7.fhir.r4.model.CodeType;
 import org.hl7.fhir.r4.model.IdType;
 import org.hl7.fhir.r4.model.StringType;
 
@@ -24,8 +20,9 @@ import org.hl7.fhir.r4.model.StringType;
  *
  * <p>HAPI owns the endpoint (so the operation is listed in the CapabilityStatement and has an
  * OperationDefinition); the work is done by the Python sidecar. The request is passed through
- * unchanged (manualRequest/manualResponse): same method, query string, body and content type,
- * and the sidecar's status, content type and body come back unchanged.
+ * unchanged (manualRequest/manualResponse): same method, query string, body and content type (a
+ * form body the servlet container consumed is rebuilt, see {@link FormBody}), and the sidecar's
+ * status, content type and body come back unchanged.
  *
  * <p>Loaded by class name ({@code hapi.fhir.custom-provider-classes}), hence the no-arg
  * constructor that reads its configuration from system properties / environment.
@@ -48,9 +45,15 @@ public class FetchImagingProvider {
 	 * Instance level ({@code Patient/{id}/$fetch-imaging}) and type level
 	 * ({@code Patient/$fetch-imaging?identifier=system|value}); GET or POST.
 	 *
-	 * <p>The typed parameters document the operation; HAPI parses them from the query string, so a
-	 * malformed value is rejected with 400 before the sidecar is called. Their values are not used
-	 * here: the raw request goes to the sidecar, which validates and interprets it.
+	 * <p>The parameters are declared so that HAPI lists them (CapabilityStatement, OperationDefinition)
+	 * but never judges them: every one is a {@link StringType}, which HAPI fills from any text. Typed
+	 * declarations made HAPI refuse values the sidecar accepts or would answer itself: a
+	 * {@code TokenParam} (or {@code List<TokenParam>}) is split at commas and a second value is
+	 * HAPI-1962 "Multiple values detected for non-repeatable parameter" ({@code modality=CT,MR},
+	 * {@code identifier=s|a,b}, {@code accession=A1,A2}); a {@code DateRangeParam} refuses
+	 * {@code ge2020,le2021} (HAPI-1883) and any text that is not a date (HAPI-1940); a
+	 * {@code BooleanType} refuses {@code persist=maybe}. The values are not used here: the raw query
+	 * (and body) go to the sidecar, which validates and interprets them, the same for every caller.
 	 */
 	@Operation(
 			name = OPERATION,
@@ -61,30 +64,34 @@ public class FetchImagingProvider {
 			returnParameters = @OperationParam(name = "return", type = Bundle.class, min = 1, max = 1))
 	public void fetchImaging(
 			@IdParam(optional = true) IdType patientId,
-			@OperationParam(name = "identifier", min = 0, max = 1) TokenParam identifier,
-			@OperationParam(name = "modality", min = 0, max = OperationParam.MAX_UNLIMITED) List<TokenParam> modality,
-			@OperationParam(name = "studyDate", min = 0, max = 2) DateRangeParam studyDate,
-			@OperationParam(name = "accession", min = 0, max = 1) TokenParam accession,
+			@OperationParam(name = "identifier", min = 0, max = 1) StringType identifier,
+			@OperationParam(name = "modality", min = 0, max = OperationParam.MAX_UNLIMITED) List<StringType> modality,
+			@OperationParam(name = "studyDate", min = 0, max = 2) List<StringType> studyDate,
+			@OperationParam(name = "accession", min = 0, max = 1) StringType accession,
 			@OperationParam(name = "studyInstanceUid", min = 0, max = 1) StringType studyInstanceUid,
-			@OperationParam(name = "detail", min = 0, max = 1) CodeType detail,
-			@OperationParam(name = "persist", min = 0, max = 1) BooleanType persist,
+			@OperationParam(name = "detail", min = 0, max = 1) StringType detail,
+			@OperationParam(name = "persist", min = 0, max = 1) StringType persist,
 			RequestDetails requestDetails,
 			HttpServletRequest servletRequest,
 			HttpServletResponse servletResponse)
 			throws IOException {
-		String relativePath = relativePath(patientId);
-		// loadRequestContents() caches the body, so it is safe even if HAPI read it already
-		byte[] body = "GET".equalsIgnoreCase(servletRequest.getMethod()) ? new byte[0] : requestDetails.loadRequestContents();
-		SidecarForwarder.Call call = new SidecarForwarder.Call(
-				servletRequest.getMethod(),
-				relativePath,
-				servletRequest.getQueryString(),
-				body,
-				servletRequest.getContentType(),
-				servletRequest.getHeader("Accept"),
-				servletRequest.getHeader("Authorization"),
-				servletRequest.getHeader(SidecarForwarder.REQUEST_ID_HEADER));
-		write(forwarder.forward(call), servletResponse);
+		SidecarForwarder.Reply reply;
+		try {
+			RequestBody body = RequestBody.of(requestDetails, servletRequest, forwarder.config().maxBodyBytes());
+			SidecarForwarder.Call call = new SidecarForwarder.Call(
+					servletRequest.getMethod(),
+					relativePath(patientId),
+					servletRequest.getQueryString(),
+					body.bytes(),
+					body.contentType(),
+					servletRequest.getHeader("Accept"),
+					servletRequest.getHeader("Authorization"),
+					servletRequest.getHeader(SidecarForwarder.REQUEST_ID_HEADER));
+			reply = forwarder.forward(call);
+		} catch (RequestBody.Refused refused) {
+			reply = refused.reply();
+		}
+		write(reply, servletResponse);
 	}
 
 	/** {@code Patient/{id}/$fetch-imaging} or {@code Patient/$fetch-imaging}, relative to a FHIR base. */

@@ -14,8 +14,10 @@ import java.util.function.Function;
  *                             null or blank = not sent. Never stored in a FHIR resource.
  * @param timeout              connect + response timeout for one forwarded call
  * @param forwardAuthorization whether the caller's Authorization header goes to the sidecar
+ * @param maxBodyBytes         largest request body relayed; a larger one is answered 413 by the provider
  */
-public record SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout, boolean forwardAuthorization) {
+public record SidecarConfig(
+		URI sidecarUrl, String relaySecret, Duration timeout, boolean forwardAuthorization, long maxBodyBytes) {
 
 	public static final String URL_PROPERTY = "fetch-imaging.sidecar-url";
 	public static final String URL_ENV = "FETCH_IMAGING_SIDECAR_URL";
@@ -29,8 +31,17 @@ public record SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout
 	public static final String FORWARD_AUTH_PROPERTY = "fetch-imaging.forward-authorization";
 	public static final String FORWARD_AUTH_ENV = "FETCH_IMAGING_FORWARD_AUTHORIZATION";
 
+	public static final String MAX_BODY_PROPERTY = "fetch-imaging.max-body-bytes";
+	public static final String MAX_BODY_ENV = "FETCH_IMAGING_MAX_BODY_BYTES";
+
 	public static final String DEFAULT_URL = "http://127.0.0.1:8090";
 	public static final long DEFAULT_TIMEOUT_SECONDS = 60;
+	/** 1 MiB: a Parameters body or form for this operation is well under 1 KiB. */
+	public static final long DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+	public SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout, boolean forwardAuthorization) {
+		this(sidecarUrl, relaySecret, timeout, forwardAuthorization, DEFAULT_MAX_BODY_BYTES);
+	}
 
 	public SidecarConfig {
 		if (sidecarUrl == null || sidecarUrl.getScheme() == null || sidecarUrl.getHost() == null) {
@@ -38,6 +49,9 @@ public record SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout
 		}
 		if (timeout == null || timeout.isNegative() || timeout.isZero()) {
 			throw new IllegalArgumentException("timeout must be positive");
+		}
+		if (maxBodyBytes < 0) {
+			throw new IllegalArgumentException("the body limit must not be negative");
 		}
 	}
 
@@ -54,11 +68,14 @@ public record SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout
 		String timeout = lookup(
 				systemProperties, environment, TIMEOUT_PROPERTY, TIMEOUT_ENV, Long.toString(DEFAULT_TIMEOUT_SECONDS));
 		String forwardAuth = lookup(systemProperties, environment, FORWARD_AUTH_PROPERTY, FORWARD_AUTH_ENV, "false");
+		String maxBody = lookup(
+				systemProperties, environment, MAX_BODY_PROPERTY, MAX_BODY_ENV, Long.toString(DEFAULT_MAX_BODY_BYTES));
 		return new SidecarConfig(
 				URI.create(stripTrailingSlashes(url.trim())),
 				secret,
 				Duration.ofMillis(Math.round(Double.parseDouble(timeout.trim()) * 1000)),
-				Boolean.parseBoolean(forwardAuth.trim()));
+				Boolean.parseBoolean(forwardAuth.trim()),
+				Long.parseLong(maxBody.trim()));
 	}
 
 	/** The sidecar's FHIR base, to which request paths such as {@code Patient/1/$fetch-imaging} are relative. */
@@ -80,7 +97,8 @@ public record SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout
 	public String toString() {
 		// never print the secret
 		return "SidecarConfig[sidecarUrl=" + displayAddress() + ", relaySecret=" + (hasRelaySecret() ? "***" : "none")
-				+ ", timeout=" + timeout + ", forwardAuthorization=" + forwardAuthorization + "]";
+				+ ", timeout=" + timeout + ", forwardAuthorization=" + forwardAuthorization
+				+ ", maxBodyBytes=" + maxBodyBytes + "]";
 	}
 
 	private static String lookup(

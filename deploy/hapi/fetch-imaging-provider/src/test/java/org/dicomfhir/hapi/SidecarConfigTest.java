@@ -19,6 +19,7 @@ class SidecarConfigTest {
 		assertNull(config.relaySecret());
 		assertEquals(Duration.ofSeconds(60), config.timeout());
 		assertFalse(config.forwardAuthorization());
+		assertEquals(1024 * 1024, config.maxBodyBytes());
 	}
 
 	@Test
@@ -29,7 +30,8 @@ class SidecarConfigTest {
 		Map<String, String> env = Map.of(
 				"FETCH_IMAGING_SIDECAR_URL", "http://ignored:1",
 				"FETCH_IMAGING_RELAY_SECRET", "from-env",
-				"FETCH_IMAGING_FORWARD_AUTHORIZATION", "true");
+				"FETCH_IMAGING_FORWARD_AUTHORIZATION", "true",
+				"FETCH_IMAGING_MAX_BODY_BYTES", "4096");
 
 		SidecarConfig config = SidecarConfig.from(props::get, env::get);
 
@@ -37,6 +39,7 @@ class SidecarConfigTest {
 		assertEquals("from-env", config.relaySecret());
 		assertEquals(Duration.ofMillis(2500), config.timeout());
 		assertTrue(config.forwardAuthorization());
+		assertEquals(4096, config.maxBodyBytes());
 		assertFalse(config.toString().contains("from-env"), "the secret must not be printed");
 	}
 
