@@ -22,7 +22,8 @@ import org.hl7.fhir.r4.model.StringType;
  * OperationDefinition); the work is done by the Python sidecar. The request is passed through
  * unchanged (manualRequest/manualResponse): same method, query string, body and content type (a
  * form body the servlet container consumed is rebuilt, see {@link FormBody}), and the sidecar's
- * status, content type and body come back unchanged.
+ * FHIR answer comes back unchanged (anything else becomes an OperationOutcome, see
+ * {@link SidecarForwarder}).
  *
  * <p>Loaded by class name ({@code hapi.fhir.custom-provider-classes}), hence the no-arg
  * constructor that reads its configuration from system properties / environment.
@@ -108,6 +109,9 @@ public class FetchImagingProvider {
 		servletResponse.setStatus(reply.status());
 		if (reply.contentType() != null) {
 			servletResponse.setContentType(reply.contentType());
+		}
+		if (reply.allow() != null) {
+			servletResponse.setHeader("Allow", reply.allow());
 		}
 		byte[] body = reply.body() == null ? new byte[0] : reply.body();
 		servletResponse.setContentLength(body.length);

@@ -4,7 +4,6 @@ import java.net.URLDecoder;
 import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
-import java.util.Locale;
 import java.util.Map;
 import java.util.StringJoiner;
 
@@ -30,12 +29,7 @@ final class FormBody {
 
 	/** Whether a Content-Type names a form body (case-insensitive, parameters ignored), as Tomcat decides. */
 	static boolean isForm(String contentType) {
-		if (contentType == null) {
-			return false;
-		}
-		int semicolon = contentType.indexOf(';');
-		String mediaType = (semicolon < 0 ? contentType : contentType.substring(0, semicolon)).trim();
-		return MEDIA_TYPE.equals(mediaType.toLowerCase(Locale.ROOT));
+		return MEDIA_TYPE.equals(FhirJson.mediaType(contentType));
 	}
 
 	/**

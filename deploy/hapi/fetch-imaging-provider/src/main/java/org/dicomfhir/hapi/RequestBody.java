@@ -20,7 +20,7 @@ record RequestBody(byte[] bytes, String contentType) {
 		Refused(int status, String code, String diagnostics) {
 			super(diagnostics, null, false, false);
 			this.reply = new SidecarForwarder.Reply(
-					status, SidecarForwarder.FHIR_JSON, SidecarForwarder.operationOutcome(code, diagnostics));
+					status, SidecarForwarder.FHIR_JSON, SidecarForwarder.operationOutcome(code, diagnostics), null);
 		}
 
 		SidecarForwarder.Reply reply() {

@@ -14,8 +14,14 @@ import java.util.concurrent.TimeoutException;
 
 /**
  * Relays one $fetch-imaging call to the sidecar and returns what the sidecar answered, or an
- * OperationOutcome when it could not be asked. No servlet types here, so it is unit-testable
- * against a plain loopback HTTP server.
+ * OperationOutcome when it could not be asked or did not answer with a FHIR resource. No servlet
+ * types here, so it is unit-testable against a plain loopback HTTP server.
+ *
+ * <p>A FHIR answer (JSON whose {@code resourceType} is an R4 resource, see {@link FhirJson}) comes
+ * back unchanged: status, Content-Type, body, and {@code Allow} for a 405. Anything else (an HTML
+ * or text error page of a proxy or of gunicorn, an empty error body, broken or non-FHIR JSON)
+ * becomes an OperationOutcome: with the same status when that is an error status (4xx/5xx), else
+ * 502 (a 2xx/3xx without a resource is not a usable answer). The foreign body is never echoed.
  */
 public final class SidecarForwarder {
 
@@ -59,8 +65,12 @@ public final class SidecarForwarder {
 			String authorization,
 			String requestId) {}
 
-	/** What goes back to the HAPI caller unchanged. */
-	public record Reply(int status, String contentType, byte[] body) {
+	/** What goes back to the HAPI caller; {@code allow} is the sidecar's Allow header (405), else null. */
+	public record Reply(int status, String contentType, byte[] body, String allow) {
+		public Reply(int status, String contentType, byte[] body) {
+			this(status, contentType, body, null);
+		}
+
 		public String bodyAsString() {
 			return new String(body, StandardCharsets.UTF_8);
 		}
@@ -79,8 +89,7 @@ public final class SidecarForwarder {
 		try {
 			// the request timeout only covers the response headers: bound the body too
 			HttpResponse<byte[]> response = pending.get(config.timeout().toMillis() + 250, TimeUnit.MILLISECONDS);
-			String contentType = response.headers().firstValue("Content-Type").orElse(null);
-			return new Reply(response.statusCode(), contentType, response.body());
+			return relayed(response);
 		} catch (TimeoutException e) {
 			pending.cancel(true);
 			return timedOut();
@@ -96,6 +105,34 @@ public final class SidecarForwarder {
 			Thread.currentThread().interrupt();
 			return unreachable();
 		}
+	}
+
+	/** The sidecar's answer as it is when it is a FHIR resource, else an OperationOutcome in its place. */
+	Reply relayed(HttpResponse<byte[]> response) {
+		int status = response.statusCode();
+		String contentType = response.headers().firstValue("Content-Type").orElse(null);
+		String allow = response.headers().firstValue("Allow").orElse(null);
+		byte[] body = response.body() == null ? new byte[0] : response.body();
+		if (FhirJson.isResource(contentType, body)) {
+			return new Reply(status, contentType, body, allow);
+		}
+		boolean errorStatus = status >= 400 && status <= 599;
+		int answered = errorStatus ? status : 502;
+		String code = answered == 502 || answered == 503 || answered == 504 ? "transient" : "exception";
+		String diagnostics = "The imaging sidecar at " + config.displayAddress() + " answered HTTP " + status
+				+ " without a FHIR resource (Content-Type " + describe(contentType) + ", " + body.length + " bytes)"
+				+ (errorStatus ? "" : "; answered 502 instead") + ". The sidecar's log has the details.";
+		return new Reply(answered, FHIR_JSON, operationOutcome(code, diagnostics), allow);
+	}
+
+	/** The media type of a foreign answer, reduced to token characters so nothing else of it is echoed. */
+	private static String describe(String contentType) {
+		String type = FhirJson.mediaType(contentType);
+		if (type == null) {
+			return "none";
+		}
+		String safe = type.replaceAll("[^a-z0-9!#$&^_.+/-]", "?");
+		return safe.length() > 80 ? safe.substring(0, 80) + "..." : safe;
 	}
 
 	HttpRequest toSidecarRequest(Call call) {

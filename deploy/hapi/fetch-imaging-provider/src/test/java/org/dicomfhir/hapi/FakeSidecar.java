@@ -41,6 +41,7 @@ final class FakeSidecar implements AutoCloseable {
 	volatile int replyStatus = 200;
 	volatile String replyContentType = "application/fhir+json;charset=utf-8";
 	volatile String replyBody = BUNDLE;
+	volatile String replyAllow = null;
 	volatile long replyDelayMillis = 0;
 
 	FakeSidecar() throws IOException {
@@ -91,6 +92,9 @@ final class FakeSidecar implements AutoCloseable {
 		byte[] out = replyBody.getBytes(StandardCharsets.UTF_8);
 		if (replyContentType != null) {
 			exchange.getResponseHeaders().add("Content-Type", replyContentType);
+		}
+		if (replyAllow != null) {
+			exchange.getResponseHeaders().add("Allow", replyAllow);
 		}
 		exchange.sendResponseHeaders(replyStatus, out.length == 0 ? -1 : out.length);
 		exchange.getResponseBody().write(out);

@@ -141,6 +141,79 @@ class SidecarForwarderTest {
 	}
 
 	@Test
+	void nonFhirErrorAnswersBecomeOperationOutcomesWithTheSameStatus() {
+		String[][] answers = {
+			// status, Content-Type, body: a proxy's page, gunicorn's text, an empty body, non-FHIR JSON, broken JSON
+			{"502", "text/html", "<html><body>502 Bad Gateway secret-host</body></html>"},
+			{"500", "text/plain", "Internal Server Error: Traceback secret"},
+			{"500", null, ""},
+			{"503", "application/json", "{\"error\":\"secret\"}"},
+			{"404", "application/fhir+json", "not json secret"},
+			{"400", "application/fhir+json", "[{\"resourceType\":\"OperationOutcome\"}]"},
+			{"500", "application/fhir+json", "{\"resourceType\":\"NoSuchSecretType\"}"},
+			{"500", "application/fhir+json", "{\"resourceType\":\"Bundle\"} secret"},
+			{"401", "text/html; charset=\"<script>\"", "<h1>secret</h1>"},
+		};
+		SidecarForwarder forwarder = new SidecarForwarder(config(null, 5, false));
+		for (String[] answer : answers) {
+			peer.replyStatus = Integer.parseInt(answer[0]);
+			peer.replyContentType = answer[1];
+			peer.replyBody = answer[2];
+
+			SidecarForwarder.Reply reply = forwarder.forward(get("Patient/1/$fetch-imaging", null, null));
+
+			String body = reply.bodyAsString();
+			String what = String.join(" ", java.util.Arrays.asList(answer)) + " -> " + body;
+			assertEquals(peer.replyStatus, reply.status(), what);
+			assertEquals("application/fhir+json", reply.contentType(), what);
+			assertTrue(body.startsWith("{\"resourceType\":\"OperationOutcome\""), what);
+			String code = answer[0].equals("502") || answer[0].equals("503") ? "transient" : "exception";
+			assertTrue(body.contains("\"code\":\"" + code + "\""), what);
+			assertTrue(body.contains("HTTP " + answer[0]), what);
+			assertFalse(body.contains("secret") || body.contains("<"), "the foreign body is not echoed: " + what);
+		}
+	}
+
+	@Test
+	void aSuccessWithoutAFhirResourceBecomes502() {
+		SidecarForwarder forwarder = new SidecarForwarder(config(null, 5, false));
+		for (String[] answer : new String[][] {
+			{"application/json", "{\"hello\":\"world\"}"},
+			{"application/fhir+json", "{\"resourceType\":\"Bundle\","},
+			{"text/html", "<html>ok</html>"},
+		}) {
+			peer.replyStatus = 200;
+			peer.replyContentType = answer[0];
+			peer.replyBody = answer[1];
+
+			SidecarForwarder.Reply reply = forwarder.forward(get("Patient/1/$fetch-imaging", null, null));
+
+			assertEquals(502, reply.status(), answer[1]);
+			assertEquals("application/fhir+json", reply.contentType());
+			assertTrue(reply.bodyAsString().contains("answered HTTP 200 without a FHIR resource"), reply.bodyAsString());
+			assertTrue(reply.bodyAsString().contains("\"code\":\"transient\""), reply.bodyAsString());
+		}
+	}
+
+	@Test
+	void aFhirAnswerIsRelayedUnchangedWithTheAllowHeaderOfA405() {
+		SidecarForwarder forwarder = new SidecarForwarder(config(null, 5, false));
+		peer.replyStatus = 405;
+		peer.replyContentType = "application/json";
+		peer.replyAllow = "POST";
+		peer.replyBody = "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\"code\":\"not-supported\","
+				+ "\"diagnostics\":\"a fetch that writes is a POST\"}]}";
+
+		SidecarForwarder.Reply reply = forwarder.forward(get("Patient/1/$fetch-imaging", "detail=study", null));
+
+		assertEquals("GET", peer.seen().method());
+		assertEquals(405, reply.status());
+		assertEquals("application/json", reply.contentType());
+		assertEquals(peer.replyBody, reply.bodyAsString());
+		assertEquals("POST", reply.allow());
+	}
+
+	@Test
 	void refusedConnectionBecomes502TransientOperationOutcomeWithoutSecrets() throws IOException {
 		int closedPort;
 		try (ServerSocket socket = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {

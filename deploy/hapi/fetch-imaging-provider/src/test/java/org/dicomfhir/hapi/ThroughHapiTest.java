@@ -116,6 +116,31 @@ class ThroughHapiTest {
 	}
 
 	@Test
+	void getStaysGetTheSidecars405IsRelayedAndOtherMethodsGetAnOperationOutcome() throws Exception {
+		sidecar.replyStatus = 405;
+		sidecar.replyContentType = "application/fhir+json";
+		sidecar.replyAllow = "POST";
+		sidecar.replyBody = "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\"code\":\"not-supported\"}]}";
+
+		HttpResponse<String> get = hapi.send("GET", OPERATION + "?detail=study", null, null);
+		assertEquals("GET", sidecar.seen().method());
+		assertEquals(405, get.statusCode());
+		assertEquals(sidecar.replyBody, get.body());
+		assertEquals("POST", get.headers().firstValue("Allow").orElse(null));
+
+		int relayed = sidecar.requests().size();
+		for (String method : List.of("PUT", "DELETE", "PATCH", "HEAD")) {
+			HttpResponse<String> answer = hapi.send(method, OPERATION, "application/fhir+json", method.equals("HEAD") ? null : "{}");
+			assertTrue(answer.statusCode() == 400 || answer.statusCode() == 405, method + " -> " + answer.statusCode());
+			assertTrue(answer.headers().firstValue("Content-Type").orElse("").startsWith("application/fhir+json"), method);
+			if (!method.equals("HEAD")) {
+				assertOperationOutcome(answer, null);
+			}
+		}
+		assertEquals(relayed, sidecar.requests().size(), "no other method reaches the sidecar");
+	}
+
+	@Test
 	void aBodyOverTheLimitIs413AndIsNotRelayed() throws Exception {
 		String big = "{\"resourceType\":\"Parameters\",\"x\":\"" + "a".repeat(1024 * 1024) + "\"}";
 
