@@ -3,6 +3,7 @@ package org.dicomfhir.hapi.server;
 import java.util.ArrayList;
 import java.util.List;
 import org.springframework.boot.context.properties.ConfigurationProperties;
+import org.springframework.util.unit.DataSize;
 
 /**
  * The few {@code hapi.fhir.*} settings we honour, named as in the hapiproject/hapi image so a
@@ -21,6 +22,55 @@ public class HapiProperties {
 	private String serverAddress = "";
 
 	private final Subscription subscription = new Subscription();
+
+	private final Limits limits = new Limits();
+
+	/**
+	 * Request limits enforced by {@link RequestLimitsFilter} with a FHIR OperationOutcome and a status
+	 * that names the limit (414, 431, 413). Tomcat's own limits sit above them (application.properties).
+	 */
+	public static class Limits {
+		/** Request target (path + '?' + query), in characters: 414 above. */
+		private int maxUriLength = 8192;
+		/** Header fields in all, each counted as {@code name: value\r\n}: 431 above. */
+		private long maxHeaderBytes = 16384;
+		/** Number of header fields: 431 above. */
+		private int maxHeaderCount = 100;
+		/** Request body: 413 above a Content-Length this large; a chunked body fails to read past it. */
+		private DataSize maxBodySize = DataSize.ofMegabytes(32);
+
+		public int getMaxUriLength() {
+			return maxUriLength;
+		}
+
+		public void setMaxUriLength(int maxUriLength) {
+			this.maxUriLength = maxUriLength;
+		}
+
+		public long getMaxHeaderBytes() {
+			return maxHeaderBytes;
+		}
+
+		public void setMaxHeaderBytes(long maxHeaderBytes) {
+			this.maxHeaderBytes = maxHeaderBytes;
+		}
+
+		public int getMaxHeaderCount() {
+			return maxHeaderCount;
+		}
+
+		public void setMaxHeaderCount(int maxHeaderCount) {
+			this.maxHeaderCount = maxHeaderCount;
+		}
+
+		public DataSize getMaxBodySize() {
+			return maxBodySize;
+		}
+
+		public void setMaxBodySize(DataSize maxBodySize) {
+			this.maxBodySize = maxBodySize;
+		}
+	}
 
 	public static class Subscription {
 		/** REST-hook subscriptions: without this HAPI leaves Subscriptions in status "requested". */
@@ -61,5 +111,9 @@ public class HapiProperties {
 
 	public Subscription getSubscription() {
 		return subscription;
+	}
+
+	public Limits getLimits() {
+		return limits;
 	}
 }

@@ -41,7 +41,8 @@ import org.springframework.context.annotation.Import;
 	ThreadPoolFactoryConfig.class, // thread pools for parallel transaction/batch entries
 	StorageConfig.class,
 	SubscriptionConfig.class,
-	FhirServerConfig.class
+	FhirServerConfig.class,
+	HttpErrorsConfig.class // every error outside HAPI as an OperationOutcome, request limits
 })
 public class HapiServerApplication {
 
