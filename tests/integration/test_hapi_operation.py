@@ -138,3 +138,106 @@ def test_sidecar_stopped_hapi_answers_502_and_stays_healthy(
         assert fhir_http.get(f"{stack.fhir_base}/Patient/{roster_patient['id']}").ok
     finally:
         start_stack_sidecar()
+
+
+# --- the same parameters in every encoding, and FHIR answers only, through HAPI ---------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded", **FHIR_JSON}
+
+
+def _stored_studies(fhir_http: requests.Session, fhir_base: str, patient_id: str) -> dict:
+    """id -> stored ImagingStudy of this Patient, read past HAPI's 60 s search cache."""
+    found = fhir_http.get(
+        f"{fhir_base}/ImagingStudy",
+        params={"subject": f"Patient/{patient_id}", "_count": 200},
+        headers={"Cache-Control": "no-cache"},
+    )
+    assert found.status_code == 200, found.text
+    return {e["resource"]["id"]: e["resource"] for e in found.json().get("entry", [])}
+
+
+def _versions(studies: dict) -> dict:
+    return {study_id: study["meta"]["versionId"] for study_id, study in studies.items()}
+
+
+def test_form_body_persist_false_through_hapi_writes_nothing(
+    stack: Stack, stack_sidecar: str, roster_patient: dict, fhir_http: requests.Session
+) -> None:
+    """Tomcat consumes a form body when HAPI reads the parameter map (no query string); the
+    provider rebuilds it, so persist=false reaches the sidecar and nothing is written."""
+    patient_id = roster_patient["id"]
+    url = f"{stack.fhir_base}/Patient/{patient_id}/$fetch-imaging"
+
+    dry = requests.post(url, data="persist=false", headers=FORM, timeout=120)
+    assert dry.status_code == 200, dry.text
+    assert _studies(dry.json()), "the dry run maps the patient's studies"
+    assert _stored_studies(fhir_http, stack.fhir_base, patient_id) == {}  # none written
+
+    # with stored studies, one of them changed: a writing fetch would put it back
+    assert fhir_http.post(url, timeout=120).status_code == 200
+    stored = _stored_studies(fhir_http, stack.fhir_base, patient_id)
+    assert stored
+    study_id, study = next(iter(sorted(stored.items())))
+    changed = {**study, "description": "changed by the test"}
+    changed.pop("meta", None)
+    put = fhir_http.put(f"{stack.fhir_base}/ImagingStudy/{study_id}", json=changed)
+    assert put.status_code == 200, put.text
+    before = _versions(_stored_studies(fhir_http, stack.fhir_base, patient_id))
+
+    dry = requests.post(url, data="persist=false", headers=FORM, timeout=120)
+    assert dry.status_code == 200, dry.text
+    after = _stored_studies(fhir_http, stack.fhir_base, patient_id)
+    assert _versions(after) == before
+    assert after[study_id]["description"] == "changed by the test"
+
+
+def test_form_body_detail_zzz_through_hapi_is_the_sidecars_400(
+    stack: Stack, stack_sidecar: str, roster_patient: dict
+) -> None:
+    answer = requests.post(
+        f"{stack.fhir_base}/Patient/{roster_patient['id']}/$fetch-imaging",
+        data="persist=false&detail=zzz",
+        headers=FORM,
+        timeout=120,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["Content-Type"].startswith("application/fhir+json")
+    outcome = answer.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "invalid"
+    assert "detail" in outcome["issue"][0]["diagnostics"]
+
+
+def test_modality_list_through_hapi_is_not_refused_by_hapi(
+    stack: Stack, stack_sidecar: str, roster_patient: dict
+) -> None:
+    """HAPI used to split modality=CT,MR itself and refuse it (HAPI-1962); commas mean OR."""
+    answer = requests.get(
+        f"{stack.fhir_base}/Patient/{roster_patient['id']}/$fetch-imaging",
+        params={"modality": "CT,MR", "persist": "false"},
+        headers=FHIR_JSON,
+        timeout=120,
+    )
+    assert "HAPI-1962" not in answer.text
+    assert answer.status_code == 200, answer.text
+    studies = _studies(answer.json())
+    assert studies  # P-1001 has a CT study (and a CR one, which must not be returned)
+    for study in studies:
+        assert {m["code"] for m in study.get("modality", [])} & {"CT", "MR"}, study["id"]
+
+
+def test_20kb_query_through_hapi_is_an_operation_outcome(
+    stack: Stack, roster_patient: dict
+) -> None:
+    answer = requests.get(
+        f"{stack.fhir_base}/Patient/{roster_patient['id']}/$fetch-imaging?modality="
+        + "CT," * 6800
+        + "MR&persist=false",
+        headers=FHIR_JSON,
+        timeout=60,
+    )
+    assert answer.status_code == 414, answer.text[:300]
+    assert answer.headers["Content-Type"].startswith("application/fhir+json")
+    outcome = answer.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "too-long"
