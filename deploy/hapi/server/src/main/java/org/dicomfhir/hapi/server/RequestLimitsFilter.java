@@ -7,7 +7,9 @@ import jakarta.servlet.ServletInputStream;
 import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletRequestWrapper;
 import jakarta.servlet.http.HttpServletResponse;
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.util.Collections;
 import org.springframework.web.filter.OncePerRequestFilter;
 
@@ -25,7 +27,8 @@ import org.springframework.web.filter.OncePerRequestFilter;
  *   <li>a Content-Length over {@code maxBodyBytes}: 413 before the body is read; a body without one
  *       (chunked) fails to be read past that size (HAPI then answers its own 400 OperationOutcome);
  *   <li>a query string with a {@code %} not followed by two hex digits: 400 (HAPI's URL decoder would
- *       throw and answer 500).
+ *       throw and answer 500); the same for the body of a form POST that has a query string, which HAPI
+ *       decodes the same way (that body is read here, checked, and handed on unchanged).
  * </ul>
  */
 public class RequestLimitsFilter extends OncePerRequestFilter {
@@ -75,7 +78,33 @@ public class RequestLimitsFilter extends OncePerRequestFilter {
 		if (request.getContentLengthLong() < 0 && request.getHeader("Transfer-Encoding") != null) {
 			request = new BoundedBodyRequest(request, maxBody);
 		}
+		if (hapiDecodesTheFormBody(request)) {
+			byte[] body;
+			try {
+				body = request.getInputStream().readAllBytes();
+			} catch (IOException e) {
+				refuse(response, 413, "The request body is larger than the " + maxBody + " bytes this server accepts.");
+				return;
+			}
+			if (!wellEscaped(new String(body, StandardCharsets.ISO_8859_1))) {
+				refuse(response, 400, "The form body has a '%' that is not followed by two hexadecimal digits;"
+						+ " write a literal '%' as %25.");
+				return;
+			}
+			request = new ReplayedBodyRequest(request, body);
+		}
 		chain.doFilter(request, response);
+	}
+
+	/**
+	 * HAPI's RestfulServer reads and URL-decodes the body itself for exactly these requests: a POST with
+	 * a query string whose Content-Type starts with (case-sensitive) application/x-www-form-urlencoded.
+	 */
+	private static boolean hapiDecodesTheFormBody(HttpServletRequest request) {
+		String contentType = request.getContentType();
+		String query = request.getQueryString();
+		return "POST".equals(request.getMethod()) && query != null && !query.isBlank() && contentType != null
+				&& contentType.startsWith("application/x-www-form-urlencoded");
 	}
 
 	static boolean wellEscaped(String query) {
@@ -118,6 +147,47 @@ public class RequestLimitsFilter extends OncePerRequestFilter {
 				stream = new Bounded(super.getInputStream(), max);
 			}
 			return stream;
+		}
+	}
+
+	/** A request whose body, already read (and checked), is read again from memory. */
+	static final class ReplayedBodyRequest extends HttpServletRequestWrapper {
+		private final byte[] body;
+
+		ReplayedBodyRequest(HttpServletRequest request, byte[] body) {
+			super(request);
+			this.body = body;
+		}
+
+		@Override
+		public ServletInputStream getInputStream() {
+			ByteArrayInputStream in = new ByteArrayInputStream(body);
+			return new ServletInputStream() {
+				@Override
+				public int read() {
+					return in.read();
+				}
+
+				@Override
+				public int read(byte[] buffer, int offset, int length) {
+					return in.read(buffer, offset, length);
+				}
+
+				@Override
+				public boolean isFinished() {
+					return in.available() == 0;
+				}
+
+				@Override
+				public boolean isReady() {
+					return true;
+				}
+
+				@Override
+				public void setReadListener(ReadListener listener) {
+					throw new UnsupportedOperationException("the body is already in memory");
+				}
+			};
 		}
 	}
 

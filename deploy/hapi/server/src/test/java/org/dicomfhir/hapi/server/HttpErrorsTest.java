@@ -183,6 +183,19 @@ class HttpErrorsTest {
 		assertTrue(get("/fhir/Patient?identifier=urn:x|a\\,b", "")[0].startsWith("HTTP/1.1 200"));
 	}
 
+	@Test
+	void aFormBodyHapiWouldDecodeIsCheckedAndHandedOnUnchanged() throws IOException {
+		String head = "POST /fhir/Patient/p1/$fetch-imaging?modality=CT HTTP/1.1\r\nHost: localhost\r\n"
+				+ "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\nContent-Length: ";
+		byte[] bad = "detail=%zz".getBytes(StandardCharsets.ISO_8859_1);
+		assertOutcome(exchange(head + bad.length + "\r\n\r\n", bad), 400, "invalid");
+
+		byte[] good = "detail=study&x=%7C".getBytes(StandardCharsets.ISO_8859_1);
+		String[] answer = exchange(head + good.length + "\r\n\r\n", good);
+		assertTrue(answer[0].startsWith("HTTP/1.1 200"), answer[0]);
+		assertEquals("ok " + good.length, answer[1]);
+	}
+
 	private static void assertFalseContains(String text, String part) {
 		assertTrue(!text.contains(part), text);
 	}
