@@ -77,16 +77,50 @@ def _choose(counter: Counter) -> Any:
     return min(counter.items(), key=lambda kv: (-kv[1], repr(kv[0])))[0]
 
 
+def _refines(general: tuple, specific: tuple) -> bool:
+    """True if *specific* says all that *general* says: equal where *general* has a part
+    (a missing qualifier is not a different one)."""
+    return all(g is None or g == s for g, s in zip(general, specific, strict=True))
+
+
+def _merge_qualified(counter: Counter) -> tuple[Any, int | None]:
+    """Merge identifiers with optional qualifiers, e.g. (PatientID, IssuerOfPatientID):
+    ``(P1, None)`` from an instance row agrees with ``(P1, HOSP-A)`` from the study row
+    (Orthanc returns IssuerOfPatientID (0010,0021) at study level only).
+
+    Returns the most complete value with the most support (ties: smallest repr) and the
+    index of the first part on which two complete values disagree (None if they agree).
+    """
+    values = list(counter)
+    if len(values) == 1:
+        return values[0], None
+    complete = [v for v in values if not any(v != w and _refines(v, w) for w in values)]
+    support = Counter({v: sum(n for w, n in counter.items() if _refines(w, v)) for v in complete})
+    chosen = _choose(support)
+    if len(complete) == 1:
+        return chosen, None
+    others = [v for v in complete if v != chosen]
+    for index in range(len(chosen)):
+        if any(v[index] != chosen[index] for v in others):
+            return chosen, index
+    return chosen, None  # pragma: no cover - distinct complete values differ somewhere
+
+
 def _choose_started(counter: Counter) -> str:
     best = max(source for source, _ in counter)
     return _choose(Counter({v: n for (s, v), n in counter.items() if s == best}))
 
 
 # Elements whose disagreement across records is worth a warning, with their tag.
-_STUDY_CONFLICTS = {
-    "patient": t.PATIENT_ID,
-    "accession": t.ACCESSION_NUMBER,
-    "description": t.STUDY_DESCRIPTION,
+_STUDY_CONFLICTS = {"description": t.STUDY_DESCRIPTION}
+# Identifiers with optional qualifiers: (label, tag) per part on which records disagree.
+_QUALIFIED: dict[str, tuple[tuple[str, int], ...]] = {
+    "patient": (("patient", t.PATIENT_ID), ("patient issuer", t.ISSUER_OF_PATIENT_ID)),
+    "accession": (
+        ("accession", t.ACCESSION_NUMBER),
+        ("accession issuer", t.ISSUER_OF_ACCESSION_NUMBER_SEQUENCE),
+        ("accession issuer", t.ISSUER_OF_ACCESSION_NUMBER_SEQUENCE),
+    ),
 }
 _SERIES_CONFLICTS = {
     "modality": t.MODALITY,
@@ -133,6 +167,19 @@ def _resolve(
         if key.startswith("n_"):
             out[key] = max(counter)  # a count: the largest report is the least stale
             continue
+        if key in _QUALIFIED:
+            out[key], part = _merge_qualified(counter)
+            if part is not None:
+                label, tag = _QUALIFIED[key][part]
+                issues.add(
+                    oc.issue(
+                        oc.CONFLICT,
+                        locator,
+                        tag,
+                        f"records disagree on {label}, most frequent value used:",
+                    )
+                )
+            continue
         out[key] = _choose(counter)
         if len(counter) > 1 and key in conflicts:
             issues.add(
@@ -173,11 +220,12 @@ class StudyAssembler:
         series.instances.setdefault(facts.sop_uid, []).append(facts.instance)
 
     def patient_keys(self) -> dict[str, tuple[str | None, str | None]]:
-        """Study UID -> its (PatientID, IssuerOfPatientID), most frequent across records."""
+        """Study UID -> its (PatientID, IssuerOfPatientID): the most complete agreeing value
+        (a record without the issuer agrees with one that has it)."""
         keys = {}
         for uid, study in self._studies.items():
             counter = study.fields.get("patient")
-            keys[uid] = _choose(counter) if counter else (None, None)
+            keys[uid] = _merge_qualified(counter)[0] if counter else (None, None)
         return keys
 
     def build(

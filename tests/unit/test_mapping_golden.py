@@ -68,3 +68,15 @@ def test_generated_study():
     )
     result = map_studies(datasets, subject=SUBJECT, endpoint=ENDPOINT, timezone="Europe/Zurich")
     check("generated_yamada", result, normalise_uids=True)
+
+
+@pytest.mark.parametrize("encoding", ["latin1", "utf8"])
+@pytest.mark.parametrize("case", ["clean"])
+def test_recorded_orthanc_answers(case, encoding):
+    """Study + instance rows recorded from Orthanc 1.10.1 (see test_mapping_orthanc)."""
+    answer = json.loads(
+        (GOLDEN / f"orthanc_{case}_{encoding}.input.json").read_text(encoding="utf-8")
+    )
+    rows = answer["study"] + answer["instance"]
+    result = map_studies(rows, subject=SUBJECT, endpoint=ENDPOINT, timezone="Europe/Zurich")
+    check(f"orthanc_{case}_{encoding}", result)

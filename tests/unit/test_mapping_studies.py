@@ -22,6 +22,7 @@ from sidecar.mapping import (
     study_identifier,
     validate_r4,
 )
+from sidecar.mapping.source import as_record
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 SERIES_A = "1.2.826.0.1.3680043.8.498.1.1"
@@ -30,8 +31,9 @@ SUBJECT = {"reference": "Patient/p1"}
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
-def study_row(**extra):
+def study_row(*elements, **extra):
     return record(
+        *elements,
         StudyInstanceUID=STUDY,
         StudyDate="20240115",
         StudyTime="101500",
@@ -365,3 +367,54 @@ def test_pydicom_dataset_and_json_give_the_same_study():
     assert dumps(map_studies([ds], subject=SUBJECT)) == dumps(
         map_studies([as_json], subject=SUBJECT)
     )
+
+
+def _issuer_item(local):
+    return el("IssuerOfAccessionNumberSequence", record(LocalNamespaceEntityID=local), vr="SQ")
+
+
+def test_a_missing_issuer_is_not_a_different_one():
+    # Orthanc's study row carries IssuerOfPatientID (0010,0021), its instance rows do not;
+    # likewise a PACS may send IssuerOfAccessionNumberSequence (0008,0051) at one level only.
+    rows = [
+        study_row(_issuer_item("RIS"), IssuerOfPatientID="HOSP-A"),
+        *instances(),
+        instance(SERIES_A, f"{SERIES_A}.3", 3, PatientID="PID1", AccessionNumber="ACC1"),
+    ]
+    result = map_studies(rows, subject=SUBJECT)
+    assert result.issues == []
+    (study,) = result.studies
+    assert study["identifier"][1]["assigner"] == {"display": "RIS"}  # the complete value
+
+
+def test_patient_keys_keep_the_issuer_of_the_one_record_that_has_it():
+    from sidecar.mapping import StudyAssembler, extract
+
+    assembler = StudyAssembler()
+    for row in [study_row(IssuerOfPatientID="HOSP-A")] + [
+        instance(SERIES_A, f"{SERIES_A}.{n}", n, PatientID="PID1") for n in range(1, 5)
+    ]:
+        assembler.add(extract(as_record(row)))
+    assert assembler.patient_keys() == {STUDY: ("PID1", "HOSP-A")}
+
+
+@pytest.mark.parametrize(
+    ("second", "tag"),
+    [
+        ({"PatientID": "PID2", "IssuerOfPatientID": "HOSP-A"}, "PatientID (0010,0020)"),
+        ({"PatientID": "PID2"}, "PatientID (0010,0020)"),
+        ({"PatientID": "PID1", "IssuerOfPatientID": "HOSP-B"}, "IssuerOfPatientID (0010,0021)"),
+    ],
+)
+def test_records_that_really_disagree_on_the_patient_are_reported(second, tag):
+    rows = [study_row(IssuerOfPatientID="HOSP-A"), record(StudyInstanceUID=STUDY, **second)]
+    text = diagnostics(map_studies(rows, subject=SUBJECT))
+    assert f"study {STUDY}: records disagree on patient" in text
+    assert text.endswith(f"most frequent value used: {tag}")
+
+
+def test_records_that_disagree_on_the_accession_issuer_are_reported():
+    rows = [study_row(_issuer_item("RIS-A")), study_row(_issuer_item("RIS-B")), study_row()]
+    text = diagnostics(map_studies(rows, subject=SUBJECT))
+    assert "records disagree on accession issuer" in text
+    assert "IssuerOfAccessionNumberSequence (0008,0051)" in text
