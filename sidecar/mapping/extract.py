@@ -20,11 +20,13 @@ from . import tags as t
 from .body_parts import body_part_coding
 from .codes import Concept, concept_to_coding, read_concept
 from .laterality import LATERALITY_CODES, NO_LATERALITY
-from .source import DicomRecord
+from .source import DicomRecord, JsonRecord, Unreadable
 from .timing import started
 from .values import (
     clean_text,
+    has_control_characters,
     parse_cs,
+    parse_modality,
     parse_tm,
     parse_tz_offset,
     parse_uid,
@@ -32,13 +34,29 @@ from .values import (
     render_pn,
 )
 
+# Why a value was ignored: the rule it broke (never the value itself).
+NOT_UNSIGNED = "not an unsigned integer (IS, PS3.5 6.2; FHIR unsignedInt)"
+NOT_DATE = "not a date (DA YYYYMMDD, PS3.5 6.2)"
+NOT_TIME = "not a time (TM HHMMSS.FFFFFF, PS3.5 6.2)"
+NOT_OFFSET = "not a UTC offset (&ZZXX from -1200 to +1400, PS3.3 C.12.1.1.8)"
+NOT_UID = "not a UID (PS3.5 9.1)"
+NOT_CODE = "not a code string (CS, PS3.5 6.2)"
+NOT_TEXT = "not text"
+UPPER_CASE = "a code string is upper case (CS, PS3.5 6.2)"
+NOT_LATERALITY = "not R, L, B or U (PS3.3 C.7.3.1.1.1, C.7.6.2.1.1)"
+
 #: A Coding frozen into a hashable, sortable form: sorted (key, value) pairs.
 FrozenCoding = tuple[tuple[str, str], ...]
 
 
 @dataclass(slots=True)
 class Facts:
-    """What one record says, per level. Empty dicts mean "nothing at that level"."""
+    """What one record says, per level. Empty dicts mean "nothing at that level".
+
+    Besides FHIR-ready values, ``series["modality_invalid"]`` and
+    ``instance["sop_class_invalid"]`` record that the attribute was there but unusable,
+    so that stage 2 can say "invalid" rather than "missing" when it skips the item.
+    """
 
     study_uid: str | None = None
     series_uid: str | None = None
@@ -60,7 +78,12 @@ def freeze_coding(coding: dict[str, Any]) -> FrozenCoding:
 
 
 class _Reader:
-    """Reads typed values from one record, recording issues against a locator."""
+    """Reads typed values from one record, recording issues against a locator.
+
+    ``locator`` is set by the caller to the level the attributes being read belong to
+    (study, series or instance), so that a study attribute repeated in every instance
+    row is one issue naming the study, not one per instance.
+    """
 
     __slots__ = ("record", "locator", "issues")
 
@@ -69,48 +92,63 @@ class _Reader:
         self.locator = "record"
         self.issues = issues
 
-    def warn(self, code: str, tag: int, what: str) -> None:
-        self.issues.append(oc.issue(code, self.locator, tag, what))
+    def warn(self, code: str, tag: int, what: str, why: str | None = None) -> None:
+        self.issues.append(oc.issue(code, self.locator, tag, what, why))
+
+    def invalid(self, tag: int, why: str) -> None:
+        self.warn(oc.INVALID, tag, "invalid value ignored:", why)
 
     def single(self, tag: int) -> Any:
-        """The first value of a single-valued attribute (VM 1); None if absent/empty."""
+        """The first value of a single-valued attribute (VM 1); None if absent/empty or
+        unreadable (which is reported)."""
         values = self.record.values(tag)
         if not values:
             return None
         if len(values) > 1:
             self.warn(oc.STRUCTURE, tag, "several values in single-valued; first used:")
-        return values[0]
+        value = values[0]
+        if isinstance(value, Unreadable):
+            self.warn(oc.INVALID, tag, "value ignored:", value.why)
+            return None
+        return value
 
     def text(self, tag: int) -> str | None:
         value = self.single(tag)
         if value is None:
             return None
         text = clean_text(value)
-        if text is None and not (isinstance(value, str) and not value.strip(" \x00")):
-            self.warn(oc.INVALID, tag, "invalid value ignored:")
+        if text is None:
+            if not _blank(value):
+                self.invalid(tag, NOT_TEXT)
+            return None
+        if isinstance(value, str) and has_control_characters(value):
+            self.warn(
+                oc.INVALID,
+                tag,
+                "control characters removed from",
+                "FHIR strings cannot carry them (an ESC is an undecoded ISO 2022 escape)",
+            )
         return text
 
-    def parsed(self, tag: int, parser: Any) -> Any:
+    def parsed(self, tag: int, parser: Any, why: str) -> Any:
         value = self.single(tag)
         if _blank(value):
             return None
         result = parser(value)
         if result is None:
-            self.warn(oc.INVALID, tag, "invalid value ignored:")
+            self.invalid(tag, why)
         return result
 
     def raw_present(self, tag: int) -> bool:
         values = self.record.values(tag)
-        return bool(values) and any(
-            not (isinstance(v, str) and not v.strip(" \x00")) for v in values
-        )
+        return bool(values) and any(not _blank(v) for v in values)
 
     def person(self, tag: int) -> str | None:
         value = self.single(tag)
         if value is None:
             return None
         if not isinstance(value, str):
-            self.warn(oc.INVALID, tag, "invalid value ignored:")
+            self.invalid(tag, NOT_TEXT)
             return None
         return render_pn(value)
 
@@ -118,9 +156,12 @@ class _Reader:
         values = self.record.values(tag) or []
         names = []
         for value in values:
+            if isinstance(value, Unreadable):
+                self.warn(oc.INVALID, tag, "value ignored:", value.why)
+                continue
             name = render_pn(value) if isinstance(value, str) else None
             if name is None and not (isinstance(value, str) and not value.strip("^= \x00")):
-                self.warn(oc.INVALID, tag, "invalid value ignored:")
+                self.invalid(tag, NOT_TEXT)
             if name:
                 names.append(name)
         return tuple(names)
@@ -133,12 +174,12 @@ class _Reader:
         time = self.single(time_tag)
         offset = self.single(t.TIMEZONE_OFFSET_FROM_UTC)
         if not _blank(time) and parse_tm(time) is None:
-            self.warn(oc.INVALID, time_tag, "invalid value ignored:")
+            self.invalid(time_tag, NOT_TIME)
         if not _blank(offset) and parse_tz_offset(offset) is None:
-            self.warn(oc.INVALID, t.TIMEZONE_OFFSET_FROM_UTC, "invalid value ignored:")
+            self.invalid(t.TIMEZONE_OFFSET_FROM_UTC, NOT_OFFSET)
         result = started(date, time, offset, zone)
         if result is None:
-            self.warn(oc.INVALID, date_tag, "invalid value ignored:")
+            self.invalid(date_tag, NOT_DATE)
             return None
         value, source = result
         return (int(source), value)
@@ -148,18 +189,29 @@ class _Reader:
         values = self.record.values(tag)
         items = self.record.items(tag)
         if values and len(items) != len(values):
-            self.warn(oc.INVALID, tag, "malformed sequence items ignored:")
+            self.warn(
+                oc.INVALID, tag, "malformed sequence items ignored:", "not Code Sequence items"
+            )
         for item in items:
             concept = read_concept(item)
             if concept is None:
-                self.warn(oc.INVALID, tag, "code item without value or meaning ignored:")
+                self.warn(
+                    oc.INVALID,
+                    tag,
+                    "code item ignored:",
+                    "no CodeValue (0008,0100) and no CodeMeaning (0008,0104)",
+                )
             else:
                 concepts.append(concept)
         return tuple(concepts)
 
 
 def _check_charset(reader: _Reader) -> None:
-    """Flag SpecificCharacterSet (0008,0005) terms that the decoder does not know."""
+    """Flag SpecificCharacterSet (0008,0005) terms that pydicom does not know (PS3.3
+    C.12.1.1.2). Only for Datasets: DICOM JSON is UTF-8 whatever its label (PS3.18 F.2),
+    so an unknown label changes nothing there."""
+    if isinstance(reader.record, JsonRecord):
+        return
     values = reader.record.values(t.SPECIFIC_CHARACTER_SET)
     if not values:
         return
@@ -177,7 +229,8 @@ def _check_charset(reader: _Reader) -> None:
 def _issuer(reader: _Reader, seq_tag: int) -> tuple[str | None, str | None]:
     """(system URI, local namespace) from an HL7v2 Hierarchic Designator item
     (PS3.3 Table 10-17): UniversalEntityID (0040,0032) of type ISO/UUID/URI gives a
-    system; LocalNamespaceEntityID (0040,0031) is kept as the assigner's display."""
+    system; LocalNamespaceEntityID (0040,0031) is kept as the assigner's display. A
+    UniversalEntityID that gives no system is reported."""
     items = reader.record.items(seq_tag)
     if not items:
         return None, None
@@ -198,6 +251,14 @@ def _issuer(reader: _Reader, seq_tag: int) -> tuple[str | None, str | None]:
             system = f"urn:uuid:{universal.lower()}"
         elif kind in ("URI", "URL") and ":" in universal and " " not in universal:
             system = universal
+        else:
+            reader.warn(
+                oc.INVALID,
+                seq_tag,
+                "UniversalEntityID (0040,0032) ignored in",
+                "not an ISO OID, UUID or URI of the type UniversalEntityIDType (0040,0033) "
+                "declares (PS3.3 Table 10-17)",
+            )
     return system, local
 
 
@@ -207,7 +268,10 @@ def patient_identity(reader: _Reader) -> tuple[str | None, str | None]:
 
     def exact(tag: int) -> str | None:
         value = reader.single(tag)
+        if value is None:
+            return None
         if not isinstance(value, str):
+            reader.invalid(tag, NOT_TEXT)
             return None
         return value.strip(" \x00") or None
 
@@ -228,47 +292,68 @@ def extract(record: DicomRecord, zone: ZoneInfo | None = None) -> Facts:
     return facts
 
 
-def _uid(r: _Reader, tag: int) -> tuple[str | None, bool]:
-    """(valid uid or None, present?)."""
+def _uid(r: _Reader, tag: int) -> tuple[str | None, str | None]:
+    """(valid UID or None, why it is unusable or None when absent)."""
     values = r.record.values(tag)
     if not values:
-        return None, False
+        return None, None
     if len(values) > 1:
-        return None, True
-    return parse_uid(values[0]), True
+        return None, "several values in a single-valued UID"
+    value = values[0]
+    if isinstance(value, Unreadable):
+        return None, value.why
+    uid = parse_uid(value)
+    return uid, None if uid else NOT_UID
 
 
 def _extract_into(r: _Reader, facts: Facts, zone: ZoneInfo | None) -> None:
-    study_uid, study_present = _uid(r, t.STUDY_INSTANCE_UID)
-    series_uid, series_present = _uid(r, t.SERIES_INSTANCE_UID)
-    sop_uid, sop_present = _uid(r, t.SOP_INSTANCE_UID)
-    r.locator = oc.where(study_uid, series_uid, sop_uid)
+    study_uid, study_bad = _uid(r, t.STUDY_INSTANCE_UID)
+    series_uid, series_bad = _uid(r, t.SERIES_INSTANCE_UID)
+    sop_uid, sop_bad = _uid(r, t.SOP_INSTANCE_UID)
+    record_at = oc.where(study_uid, series_uid, sop_uid)
+    r.locator = record_at
 
     if study_uid is None:
-        what = "invalid" if study_present else "missing"
-        r.warn(oc.REQUIRED, t.STUDY_INSTANCE_UID, f"record skipped, {what}")
+        what = "invalid" if study_bad else "missing"
+        r.warn(oc.REQUIRED, t.STUDY_INSTANCE_UID, f"record skipped, {what}", study_bad)
         return
     facts.study_uid = study_uid
+    r.locator = oc.where(study_uid)
     _check_charset(r)
     _study_facts(r, facts.study, zone)
 
+    r.locator = record_at
     if series_uid is None:
-        if series_present:
-            r.warn(oc.INVALID, t.SERIES_INSTANCE_UID, "series data skipped, invalid")
-        elif sop_present:
+        if series_bad:
+            r.warn(oc.INVALID, t.SERIES_INSTANCE_UID, "series data skipped, invalid", series_bad)
+        elif sop_uid or sop_bad:
             r.warn(oc.REQUIRED, t.SERIES_INSTANCE_UID, "instance skipped, missing")
         return
     facts.series_uid = series_uid
+    r.locator = oc.where(study_uid, series_uid)
     _series_facts(r, facts.series, zone)
 
+    r.locator = record_at
     if sop_uid is None:
-        if sop_present:
-            r.warn(oc.INVALID, t.SOP_INSTANCE_UID, "instance skipped, invalid")
+        if sop_bad:
+            r.warn(oc.INVALID, t.SOP_INSTANCE_UID, "instance skipped, invalid", sop_bad)
         elif r.raw_present(t.SOP_CLASS_UID):
             r.warn(oc.REQUIRED, t.SOP_INSTANCE_UID, "instance skipped, missing")
         return
     facts.sop_uid = sop_uid
     _instance_facts(r, facts.instance)
+
+
+def _modality(r: _Reader, tag: int, value: Any) -> str | None:
+    """One Modality (0008,0060) / ModalitiesInStudy (0008,0061) value as a code: lower
+    case is normalised (and reported), anything else that is not a code is None."""
+    parsed = parse_modality(value)
+    if parsed is None:
+        return None
+    code, normalised = parsed
+    if normalised:
+        r.warn(oc.INVALID, tag, "value normalised to upper case:", UPPER_CASE)
+    return code
 
 
 def _study_facts(r: _Reader, out: dict[str, Any], zone: ZoneInfo | None) -> None:
@@ -280,12 +365,13 @@ def _study_facts(r: _Reader, out: dict[str, Any], zone: ZoneInfo | None) -> None
         out["accession"] = (accession, system, local)
     modalities = []
     for value in r.record.values(t.MODALITIES_IN_STUDY) or []:
-        code = parse_cs(value)
-        if code is None:
-            if not (isinstance(value, str) and not value.strip()):
-                r.warn(oc.INVALID, t.MODALITIES_IN_STUDY, "invalid value ignored:")
-        else:
-            modalities.append(code)
+        if isinstance(value, Unreadable):
+            r.warn(oc.INVALID, t.MODALITIES_IN_STUDY, "value ignored:", value.why)
+        elif not _blank(value):
+            if code := _modality(r, t.MODALITIES_IN_STUDY, value):
+                modalities.append(code)
+            else:
+                r.invalid(t.MODALITIES_IN_STUDY, NOT_CODE)
     if modalities:
         out["modalities"] = tuple(sorted(set(modalities)))
     if referrer := r.person(t.REFERRING_PHYSICIAN_NAME):
@@ -298,10 +384,10 @@ def _study_facts(r: _Reader, out: dict[str, Any], zone: ZoneInfo | None) -> None
         out["procedures"] = procedures
     if reason := r.text(t.REASON_FOR_REQUESTED_PROCEDURE):
         out["reason"] = reason
-    n = r.parsed(t.NUMBER_OF_STUDY_RELATED_SERIES, parse_unsigned)
+    n = r.parsed(t.NUMBER_OF_STUDY_RELATED_SERIES, parse_unsigned, NOT_UNSIGNED)
     if n is not None:
         out["n_series"] = n
-    n = r.parsed(t.NUMBER_OF_STUDY_RELATED_INSTANCES, parse_unsigned)
+    n = r.parsed(t.NUMBER_OF_STUDY_RELATED_INSTANCES, parse_unsigned, NOT_UNSIGNED)
     if n is not None:
         out["n_instances"] = n
     patient = patient_identity(r)
@@ -310,9 +396,15 @@ def _study_facts(r: _Reader, out: dict[str, Any], zone: ZoneInfo | None) -> None
 
 
 def _series_facts(r: _Reader, out: dict[str, Any], zone: ZoneInfo | None) -> None:
-    if modality := r.parsed(t.MODALITY, parse_cs):
-        out["modality"] = modality
-    number = r.parsed(t.SERIES_NUMBER, parse_unsigned)
+    value = r.single(t.MODALITY)
+    if not _blank(value):
+        if code := _modality(r, t.MODALITY, value):
+            out["modality"] = code
+        else:
+            out["modality_invalid"] = True  # stage 2 names it, with what it skips
+    elif r.raw_present(t.MODALITY):
+        out["modality_invalid"] = True  # unreadable (already named)
+    number = r.parsed(t.SERIES_NUMBER, parse_unsigned, NOT_UNSIGNED)
     if number is not None:
         out["number"] = number
     if description := r.text(t.SERIES_DESCRIPTION):
@@ -324,24 +416,27 @@ def _series_facts(r: _Reader, out: dict[str, Any], zone: ZoneInfo | None) -> Non
         out["body_site"] = freeze_coding(concept_to_coding(regions[0]))
     elif body_part := r.text(t.BODY_PART_EXAMINED):
         out["body_site"] = freeze_coding(body_part_coding(body_part))
-    laterality = r.parsed(t.LATERALITY, parse_cs)
+    laterality = r.parsed(t.LATERALITY, parse_cs, NOT_LATERALITY)
     if laterality is not None:
         if laterality in LATERALITY_CODES:
             out["laterality"] = laterality
         elif laterality not in NO_LATERALITY:
-            r.warn(oc.INVALID, t.LATERALITY, "invalid value ignored:")
+            r.invalid(t.LATERALITY, NOT_LATERALITY)
     if performers := r.persons(t.PERFORMING_PHYSICIAN_NAME):
         out["performers"] = performers
-    n = r.parsed(t.NUMBER_OF_SERIES_RELATED_INSTANCES, parse_unsigned)
+    n = r.parsed(t.NUMBER_OF_SERIES_RELATED_INSTANCES, parse_unsigned, NOT_UNSIGNED)
     if n is not None:
         out["n_instances"] = n
 
 
 def _instance_facts(r: _Reader, out: dict[str, Any]) -> None:
-    sop_class = r.parsed(t.SOP_CLASS_UID, parse_uid)
-    if sop_class:
-        out["sop_class"] = sop_class
-    number = r.parsed(t.INSTANCE_NUMBER, parse_unsigned)
+    sop_class = r.single(t.SOP_CLASS_UID)
+    if not _blank(sop_class):
+        if uid := parse_uid(sop_class):
+            out["sop_class"] = uid
+        else:
+            out["sop_class_invalid"] = True
+    number = r.parsed(t.INSTANCE_NUMBER, parse_unsigned, NOT_UNSIGNED)
     if number is not None:
         out["number"] = number
     title = r.text(t.DOCUMENT_TITLE)
@@ -351,9 +446,9 @@ def _instance_facts(r: _Reader, out: dict[str, Any]) -> None:
             title = names[0][2]
     if title:
         out["title"] = title
-    laterality = r.parsed(t.IMAGE_LATERALITY, parse_cs)
+    laterality = r.parsed(t.IMAGE_LATERALITY, parse_cs, NOT_LATERALITY)
     if laterality is not None:
         if laterality in LATERALITY_CODES:
             out["laterality"] = laterality
         elif laterality not in NO_LATERALITY:
-            r.warn(oc.INVALID, t.IMAGE_LATERALITY, "invalid value ignored:")
+            r.invalid(t.IMAGE_LATERALITY, NOT_LATERALITY)

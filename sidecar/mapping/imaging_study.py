@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from . import outcome as oc
 from . import tags as t
 from .codes import DCM, concept_to_codeable
-from .extract import Facts, extract
+from .extract import NOT_CODE, NOT_UID, Facts, extract
 from .laterality import combine_image_lateralities, laterality_coding
 from .sop_classes import sop_class_coding
 from .source import as_record
@@ -34,6 +34,7 @@ ACSN_TYPE = {
     "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]
 }
 DICOM_UID_SYSTEM = "urn:dicom:uid"
+OTHERS_USED = "the other records' value used"
 
 
 class Detail(enum.StrEnum):
@@ -324,16 +325,6 @@ class StudyAssembler:
             resource["description"] = f["description"]
 
         if detail is not Detail.STUDY:
-            for s in built_series:
-                if "modality" not in s:
-                    issues.add(
-                        oc.issue(
-                            oc.REQUIRED,
-                            oc.where(uid, s["uid"]),
-                            t.MODALITY,
-                            "series skipped, missing",
-                        )
-                    )
             kept.sort(key=lambda s: (s.get("number") is None, s.get("number", 0), s["uid"]))
             if detail is Detail.SERIES:
                 for s in kept:
@@ -356,6 +347,12 @@ class StudyAssembler:
             out["number"] = f["number"]
         if "modality" in f:
             out["modality"] = {"system": DCM, "code": f["modality"]}
+            if f.get("modality_invalid"):
+                issues.add(
+                    oc.issue(oc.INVALID, locator, t.MODALITY, "invalid value ignored:", OTHERS_USED)
+                )
+        elif detail is not Detail.STUDY:
+            _skipped_series(locator, f, len(series.instances), issues)
         if "description" in f:
             out["description"] = f["description"]
 
@@ -370,16 +367,25 @@ class StudyAssembler:
             )
             if "laterality" in inst_f:
                 image_lateralities.append(inst_f["laterality"])
+            inst_at = oc.where(study_uid, uid, sop_uid)
             if "sop_class" not in inst_f:
+                invalid = inst_f.get("sop_class_invalid")
                 issues.add(
                     oc.issue(
                         oc.REQUIRED,
-                        oc.where(study_uid, uid, sop_uid),
+                        inst_at,
                         t.SOP_CLASS_UID,
-                        "instance skipped, missing",
+                        f"instance skipped, {'invalid' if invalid else 'missing'}",
+                        NOT_UID if invalid else "R4 requires series.instance.sopClass",
                     )
                 )
                 continue
+            if inst_f.get("sop_class_invalid"):
+                issues.add(
+                    oc.issue(
+                        oc.INVALID, inst_at, t.SOP_CLASS_UID, "invalid value ignored:", OTHERS_USED
+                    )
+                )
             instance: dict[str, Any] = {
                 "uid": sop_uid,
                 "sopClass": sop_class_coding(inst_f["sop_class"]),
@@ -406,6 +412,20 @@ class StudyAssembler:
             instances.sort(key=lambda i: (i.get("number") is None, i.get("number", 0), i["uid"]))
             out["instance"] = instances
         return out
+
+
+def _skipped_series(locator: str, f: Mapping[str, Any], n_instances: int, issues: set) -> None:
+    """Name a series dropped for want of a valid Modality (0008,0060): R4 requires
+    ImagingStudy.series.modality (1..1) and the mapping does not invent one."""
+    invalid = bool(f.get("modality_invalid"))
+    what = "invalid" if invalid else "missing"
+    skipped = (
+        f"series and its {n_instances} instance{'s' if n_instances != 1 else ''} skipped, {what}"
+        if n_instances
+        else f"series skipped, {what}"
+    )
+    why = NOT_CODE if invalid else "R4 requires series.modality"
+    issues.add(oc.issue(oc.REQUIRED, locator, t.MODALITY, skipped, why))
 
 
 def map_studies(

@@ -1,7 +1,9 @@
-"""OperationOutcome issues for data the mapping skipped or could not use.
+"""OperationOutcome issues for data the mapping skipped, changed or could not use.
 
-Diagnostics name the DICOM UID(s) and the tag, never a value that could be a patient
-name or other demographic: invalid values themselves are not echoed.
+Every record skipped and every value discarded or changed is one issue: where (the UIDs
+of the level the attribute belongs to), what happened, the tag, and why (the rule it
+broke, e.g. a VR of PS3.5 6.2). Diagnostics never echo a value that could be a patient
+name or other demographic: invalid values themselves are not repeated; UIDs are.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ def tag_name(tag: int) -> str:
     return f"{keyword_for_tag(tag) or 'attribute'} {tag_str(tag)}"
 
 
-def issue(code: str, locator: str, tag: int, what: str) -> Issue:
-    """An issue like ``study 1.2: invalid value ignored: StudyDate (0008,0020)``."""
-    return code, f"{locator}: {what} {tag_name(tag)}"
+def issue(code: str, locator: str, tag: int, what: str, why: str | None = None) -> Issue:
+    """An issue like ``study 1.2: invalid value ignored: StudyDate (0008,0020): not a
+    date (DA)``; *why* (the rule broken) is never the value itself."""
+    text = f"{locator}: {what} {tag_name(tag)}"
+    return code, f"{text}: {why}" if why else text
 
 
 def to_fhir(issue_: Issue) -> dict[str, Any]:

@@ -11,11 +11,22 @@ Two forms are supported without converting one into the other:
 Values come back as plain Python objects: ``str`` for text (PN as ``"alpha=ideo=phon"``),
 ``int``/``float`` for numbers, and records for sequence items. Nothing here validates; the
 parsers in :mod:`sidecar.mapping.values` do, so both forms share one set of rules.
+
+Character sets: DICOM JSON is UTF-8 text (PS3.18 F.2), so a JSON row's strings are used
+as they are; its SpecificCharacterSet (0008,0005) only says what the PACS transcoded to.
+A Dataset's bytes are decoded by pydicom with its own (0008,0005) (PS3.5 6.1); bytes that
+are invalid there come back with U+FFFD in place (see :mod:`sidecar.mapping.text_loss`).
+
+A value that is there but cannot be read (sent as BulkDataURI or InlineBinary, an empty
+JSON ``Value`` array for a number, bytes pydicom cannot decode) comes back as an
+:class:`Unreadable` saying why, so that the reader can name it instead of treating the
+attribute as empty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydicom.dataelem import DataElement
@@ -25,6 +36,24 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import PersonName
 
 from .tags import json_key
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A value the record has but that cannot be read; *why* is for diagnostics."""
+
+    why: str
+
+
+#: PS3.18 F.2.5 sends no ``Value`` for an empty attribute; Orthanc 1.10 sends ``[]`` for an
+#: IS it cannot parse (``abc``, ``1.5``, ``1e3``): the value existed and was lost.
+EMPTY_NUMBER = Unreadable(
+    "the PACS sent an empty Value array (it could not render the stored value as a number)"
+)
+BULK_DATA = Unreadable("sent as BulkDataURI, not inline")
+INLINE_BINARY = Unreadable("sent as InlineBinary, not as a value")
+UNDECODABLE = Unreadable("the bytes could not be decoded for its VR")
+_NUMBER_VRS = frozenset({"IS", "DS"})
 
 
 @runtime_checkable
@@ -68,9 +97,15 @@ class JsonRecord:
             return [element]  # malformed; the value parsers will reject it
         value = element.get("Value")
         if value is None:
+            if "BulkDataURI" in element:
+                return [BULK_DATA]
+            if "InlineBinary" in element:
+                return [INLINE_BINARY]
             return []
         if not isinstance(value, list):
             value = [value]
+        if not value and element.get("vr") in _NUMBER_VRS:
+            return [EMPTY_NUMBER]
         if element.get("vr") == "PN":
             return [_pn_json_to_str(v) if isinstance(v, Mapping) else v for v in value]
         return value
@@ -132,7 +167,7 @@ class DatasetRecord:
             try:
                 return _raw_values(ds.get_item(tag))
             except Exception:
-                return [object()]
+                return [UNDECODABLE]
         value = element.value
         if value is None or value == "" or value == b"":
             return []

@@ -17,13 +17,14 @@ _TM_RE = re.compile(r"(\d{2})(?::?(\d{2})(?::?(\d{2})(?:\.(\d{1,6}))?)?)?")
 _TZ_RE = re.compile(r"([+-])(\d{2})(\d{2})")
 _IS_RE = re.compile(r"[+-]?\d{1,12}")
 _CS_RE = re.compile(r"[A-Z0-9_ ]{1,16}")
+_MODALITY_RE = re.compile(r"[A-Z0-9_]+")
 
 #: FHIR ``unsignedInt`` upper bound (32-bit signed int range).
 MAX_UNSIGNED_INT = 2_147_483_647
 
 # Characters a FHIR string must not carry (C0 controls except TAB/LF/CR, DEL, lone
 # surrogates), and whitespace other than space/TAB/LF/CR, which the R4 regex rejects.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _ODD_SPACE_RE = re.compile(r"[^\S \t\r\n]")
 
 
@@ -41,6 +42,13 @@ def clean_text(value: object) -> str | None:
         value = str(value)
     value = _ODD_SPACE_RE.sub(" ", _CONTROL_RE.sub("", value)).strip()
     return value or None
+
+
+def has_control_characters(value: str) -> bool:
+    """True if :func:`clean_text` would remove characters from *value* other than its
+    padding (leading/trailing spaces and NULs, PS3.5 6.2): ESC of an undecoded ISO 2022
+    sequence, FF, other C0 controls, DEL, lone surrogates."""
+    return bool(_CONTROL_RE.search(value.strip(" \x00")))
 
 
 def parse_uid(value: object) -> str | None:
@@ -159,6 +167,24 @@ def parse_cs(value: object) -> str | None:
         return None
     value = value.strip(" \x00")
     return value if _CS_RE.fullmatch(value) else None
+
+
+def parse_modality(value: object) -> tuple[str, bool] | None:
+    """Modality (0008,0060) / ModalitiesInStudy (0008,0061) -> ``(code, normalised)``.
+
+    A CS (PS3.5 6.2) is upper case; a lower-case code (``ct``) is unambiguous, so it is
+    upper-cased and *normalised* is True (the caller says so). Padding is removed. The
+    16-character CS limit is not enforced: FHIR codes have none, and refusing would drop
+    the series. Anything but letters, digits and ``_`` (spaces inside, punctuation) is
+    not a modality code: None.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip(" \x00")
+    code = text.upper()
+    if not _MODALITY_RE.fullmatch(code):
+        return None
+    return code, code != text
 
 
 def pn_groups(value: object) -> tuple[str, str, str]:

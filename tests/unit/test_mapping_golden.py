@@ -71,7 +71,7 @@ def test_generated_study():
 
 
 @pytest.mark.parametrize("encoding", ["latin1", "utf8"])
-@pytest.mark.parametrize("case", ["clean"])
+@pytest.mark.parametrize("case", ["clean", "hostile"])
 def test_recorded_orthanc_answers(case, encoding):
     """Study + instance rows recorded from Orthanc 1.10.1 (see test_mapping_orthanc)."""
     answer = json.loads(

@@ -51,3 +51,56 @@ def test_clean_studies_answer_with_no_issue(encoding, detail):
         [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": c} for c in pair]
         for pair in (("MR", "SR"), ("CT", "SR"))
     ]
+
+
+HOSTILE = "1.2.826.0.1.3680043.8.498.4242.1"
+
+
+def issue_texts(result) -> list[str]:
+    return [i["diagnostics"] for i in result.issues]
+
+
+@pytest.mark.parametrize("encoding", ["latin1", "utf8"])
+def test_hostile_values_are_each_named_or_kept(encoding):
+    answer = recorded("hostile", encoding)
+    result = mapped("hostile", encoding)
+    (study,) = result.studies
+    texts = issue_texts(result)
+    s1, s2, s3, s4, s5 = (f"{HOSTILE}.{n}" for n in range(1, 6))
+    at = f"study {HOSTILE}"
+    empty_array = "the PACS sent an empty Value array"
+    assert sorted(texts) == sorted(
+        [
+            # Orthanc answers an IS it cannot parse ('abc', '1.5', '1e3') with "Value": []
+            f"{at} series {s1} instance {s1}.1: value ignored: InstanceNumber (0020,0013): "
+            f"{empty_array} (it could not render the stored value as a number)",
+            f"{at} series {s1} instance {s1}.2: value ignored: InstanceNumber (0020,0013): "
+            f"{empty_array} (it could not render the stored value as a number)",
+            f"{at} series {s1}: value ignored: SeriesNumber (0020,0011): "
+            f"{empty_array} (it could not render the stored value as a number)",
+            f"{at} series {s5}: value ignored: SeriesNumber (0020,0011): "
+            f"{empty_array} (it could not render the stored value as a number)",
+            f"{at} series {s1}: value normalised to upper case: Modality (0008,0060): "
+            "a code string is upper case (CS, PS3.5 6.2)",
+            f"{at}: value normalised to upper case: ModalitiesInStudy (0008,0061): "
+            "a code string is upper case (CS, PS3.5 6.2)",
+            f"{at} series {s3} instance {s3}.1: invalid value ignored: InstanceNumber "
+            "(0020,0013): not an unsigned integer (IS, PS3.5 6.2; FHIR unsignedInt)",
+            f"{at} series {s2}: series and its 1 instance skipped, missing Modality "
+            "(0008,0060): R4 requires series.modality",
+        ]
+    )
+    series = {s["uid"]: s for s in study["series"]}
+    assert series[s1]["modality"]["code"] == "CT" and "number" not in series[s1]
+    assert series[s5]["modality"]["code"] == "CT"  # ' CT': CS padding
+    assert series[s4]["modality"]["code"] == "CT_PERFUSION_DYNAMIC"  # > 16: kept
+    assert series[s1]["description"] == ("Axial soft tissue " * 6).strip()  # > LO's 64: kept
+    assert study["identifier"][1]["value"] == "ACC-0123456789-OVERLONG"  # > SH's 16: kept
+    assert s2 not in series
+    # Orthanc leaves out a main DICOM tag longer than 256 characters, so the 10 KB
+    # StudyDescription never reaches the mapping: nothing to map, nothing to name.
+    assert "00081030" not in answer["study"][0] and "description" not in study
+    # ... and wraps an IS above 2^31 - 1 to 32 bits: 99999999999 arrives as a valid number.
+    (wrapped,) = [r for r in answer["instance"] if r["00080018"]["Value"] == [f"{s1}.3"]]
+    assert wrapped["00200013"]["Value"] == [1215752191]
+    assert "Hostile" not in "".join(texts) and "Rita" not in "".join(texts)

@@ -32,32 +32,31 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
 def study_row(*elements, **extra):
-    return record(
-        *elements,
-        StudyInstanceUID=STUDY,
-        StudyDate="20240115",
-        StudyTime="101500",
-        AccessionNumber="ACC1",
-        ModalitiesInStudy=["CT", "SR"],
-        StudyDescription="CT Thorax",
-        NumberOfStudyRelatedSeries="2",
-        NumberOfStudyRelatedInstances="3",
-        PatientID="PID1",
-        **extra,
-    )
+    values = {
+        "StudyInstanceUID": STUDY,
+        "StudyDate": "20240115",
+        "StudyTime": "101500",
+        "AccessionNumber": "ACC1",
+        "ModalitiesInStudy": ["CT", "SR"],
+        "StudyDescription": "CT Thorax",
+        "NumberOfStudyRelatedSeries": "2",
+        "NumberOfStudyRelatedInstances": "3",
+        "PatientID": "PID1",
+    }
+    return record(*elements, **{**values, **extra})
 
 
 def instance(series, sop, number, modality="CT", **extra):
-    return record(
-        StudyInstanceUID=STUDY,
-        SeriesInstanceUID=series,
-        SOPInstanceUID=sop,
-        SOPClassUID=CT,
-        Modality=modality,
-        SeriesNumber=str(1 if series == SERIES_A else 2),
-        InstanceNumber=str(number),
-        **extra,
-    )
+    values = {
+        "StudyInstanceUID": STUDY,
+        "SeriesInstanceUID": series,
+        "SOPInstanceUID": sop,
+        "SOPClassUID": CT,
+        "Modality": modality,
+        "SeriesNumber": str(1 if series == SERIES_A else 2),
+        "InstanceNumber": str(number),
+    }
+    return record(**{**values, **extra})
 
 
 def instances():
@@ -418,3 +417,122 @@ def test_records_that_disagree_on_the_accession_issuer_are_reported():
     text = diagnostics(map_studies(rows, subject=SUBJECT))
     assert "records disagree on accession issuer" in text
     assert "IssuerOfAccessionNumberSequence (0008,0051)" in text
+
+
+def test_values_that_are_there_but_unreadable_are_named():
+    row = instance(SERIES_A, f"{SERIES_A}.1", 1)
+    row["00081030"] = {"vr": "LO", "BulkDataURI": "http://pacs/bulk/1"}
+    row["0008103E"] = {"vr": "LO", "InlineBinary": "QUJD"}
+    row["00200013"] = {"vr": "IS", "Value": []}  # Orthanc: an IS it could not parse
+    row["00081090"] = {"vr": "LO", "Value": []}  # not read by the mapping: no issue
+    text = diagnostics(map_studies([row], subject=SUBJECT))
+    assert (
+        f"study {STUDY}: value ignored: StudyDescription (0008,1030): sent as BulkDataURI" in text
+    )
+    assert "value ignored: SeriesDescription (0008,103E): sent as InlineBinary" in text
+    assert (
+        f"instance {SERIES_A}.1: value ignored: InstanceNumber (0020,0013): "
+        "the PACS sent an empty Value array" in text
+    )
+    assert len(text.splitlines()) == 3
+
+
+def test_an_empty_attribute_is_no_issue():
+    row = instance(SERIES_A, f"{SERIES_A}.1", 1)
+    row["00200013"] = {"vr": "IS"}  # PS3.18 F.2.5: present, no value
+    row["0008103E"] = {"vr": "LO", "Value": []}
+    row["00081030"] = {"vr": "LO", "Value": ["  "]}
+    assert map_studies([row], subject=SUBJECT).issues == []
+
+
+def test_study_attributes_of_instance_rows_are_named_once_for_the_study():
+    rows = [instance(SERIES_A, f"{SERIES_A}.{n}", n, StudyDate="20241341") for n in range(5)]
+    result = map_studies(rows, subject=SUBJECT)
+    assert [i["diagnostics"] for i in result.issues] == [
+        f"study {STUDY}: invalid value ignored: StudyDate (0008,0020): "
+        "not a date (DA YYYYMMDD, PS3.5 6.2)"
+    ]
+
+
+@pytest.mark.parametrize(("raw", "code"), [("ct", "CT"), (" mr ", "MR"), ("Us", "US")])
+def test_lower_case_modality_is_normalised_and_named(raw, code):
+    rows = [study_row(ModalitiesInStudy=[raw]), instance(SERIES_A, SERIES_A + ".1", 1, raw)]
+    result = map_studies(rows, subject=SUBJECT)
+    (study,) = result.studies
+    assert study["series"][0]["modality"]["code"] == code
+    assert study["modality"] == [
+        {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": code}
+    ]
+    text = diagnostics(result)
+    assert f"series {SERIES_A}: value normalised to upper case: Modality (0008,0060)" in text
+    assert f"study {STUDY}: value normalised to upper case: ModalitiesInStudy (0008,0061)" in text
+
+
+def test_an_invalid_modality_is_not_called_missing():
+    rows = [instance(SERIES_A, f"{SERIES_A}.{n}", n, "C T") for n in (1, 2)]
+    rows.append(instance(SERIES_B, f"{SERIES_B}.1", 1, "C T"))
+    rows.append(instance(SERIES_B, f"{SERIES_B}.2", 2, "CT"))
+    result = map_studies(rows, subject=SUBJECT)
+    text = diagnostics(result)
+    assert (
+        f"series {SERIES_A}: series and its 2 instances skipped, invalid Modality (0008,0060): "
+        "not a code string (CS, PS3.5 6.2)" in text
+    )
+    assert "missing Modality" not in text
+    # one record's value discarded, the series kept with the others'
+    assert (
+        f"series {SERIES_B}: invalid value ignored: Modality (0008,0060): "
+        "the other records' value used" in text
+    )
+    assert [s["uid"] for s in result.studies[0]["series"]] == [SERIES_B]
+
+
+def test_an_invalid_sop_class_is_not_called_missing():
+    rows = [
+        instance(SERIES_A, f"{SERIES_A}.1", 1, SOPClassUID="1.2.abc"),
+        instance(SERIES_A, f"{SERIES_A}.2", 2, SOPClassUID="1.2.abc"),
+        instance(SERIES_A, f"{SERIES_A}.2", 2),
+    ]
+    result = map_studies(rows, subject=SUBJECT)
+    text = diagnostics(result)
+    assert (
+        f"instance {SERIES_A}.1: instance skipped, invalid SOPClassUID (0008,0016): "
+        "not a UID (PS3.5 9.1)" in text
+    )
+    assert f"instance {SERIES_A}.2: invalid value ignored: SOPClassUID (0008,0016)" in text
+    assert [i["uid"] for i in result.studies[0]["series"][0]["instance"]] == [f"{SERIES_A}.2"]
+
+
+def test_removed_control_characters_are_named_but_padding_is_not():
+    rows = [
+        study_row(StudyDescription="Thorax\x1b$B CT"),
+        instance(SERIES_A, SERIES_A + ".1", 1, SeriesDescription="Axial\x00\x00"),
+    ]
+    result = map_studies(rows, subject=SUBJECT)
+    (study,) = result.studies
+    assert study["description"] == "Thorax$B CT"
+    assert study["series"][0]["description"] == "Axial"
+    assert [i["diagnostics"] for i in result.issues] == [
+        f"study {STUDY}: control characters removed from StudyDescription (0008,1030): "
+        "FHIR strings cannot carry them (an ESC is an undecoded ISO 2022 escape)"
+    ]
+
+
+def test_an_unusable_universal_entity_id_is_named_and_the_local_one_kept():
+    issuer = record(
+        LocalNamespaceEntityID="RIS", UniversalEntityID="ris.example", UniversalEntityIDType="DNS"
+    )
+    row = study_row(el("IssuerOfAccessionNumberSequence", issuer, vr="SQ"))
+    result = map_studies([row], subject=SUBJECT)
+    accession = result.studies[0]["identifier"][1]
+    assert accession["assigner"] == {"display": "RIS"} and "system" not in accession
+    assert diagnostics(result).startswith(
+        f"study {STUDY}: UniversalEntityID (0040,0032) ignored in "
+        "IssuerOfAccessionNumberSequence (0008,0051): not an ISO OID, UUID or URI"
+    )
+
+
+def test_an_unknown_character_set_label_on_dicom_json_is_no_issue():
+    # DICOM JSON is UTF-8 whatever the label (PS3.18 F.2): nothing was decoded with it.
+    row = study_row(SpecificCharacterSet="ISO_IR 999", StudyDescription="Thorax")
+    assert map_studies([row], subject=SUBJECT).issues == []

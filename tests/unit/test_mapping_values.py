@@ -8,9 +8,11 @@ import pytest
 
 from sidecar.mapping.values import (
     clean_text,
+    has_control_characters,
     parse_cs,
     parse_da,
     parse_dt,
+    parse_modality,
     parse_tm,
     parse_tz_offset,
     parse_uid,
@@ -137,5 +139,30 @@ def test_clean_text_removes_padding_and_controls():
     assert clean_text("  abc\x00 ") == "abc"
     assert clean_text("a\x1b$Bb") == "a$Bb"
     assert clean_text("a\x0cb\u2028c") == "ab c"  # FF removed, LS -> space
+    assert clean_text("a\r\nb") == "a\r\nb"  # CR and LF are FHIR string characters
     assert clean_text("   ") is None
     assert clean_text(b"bytes") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("CT", ("CT", False)),
+        (" CT \x00", ("CT", False)),
+        ("ct", ("CT", True)),
+        ("CT_PERFUSION_DYNAMIC", ("CT_PERFUSION_DYNAMIC", False)),  # > 16: kept
+        ("C T", None),
+        ("C-T", None),
+        ("", None),
+        (7, None),
+    ],
+)
+def test_parse_modality(raw, expected):
+    assert parse_modality(raw) == expected
+
+
+def test_has_control_characters_ignores_padding():
+    assert not has_control_characters("Axial\x00\x00 ")
+    assert not has_control_characters("line one\r\nline two\tend")
+    assert has_control_characters("a\x1b$Bb")
+    assert has_control_characters("page\x0cbreak")
