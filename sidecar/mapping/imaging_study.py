@@ -107,13 +107,24 @@ def _merge_qualified(counter: Counter) -> tuple[Any, int | None]:
     return chosen, None  # pragma: no cover - distinct complete values differ somewhere
 
 
-def _choose_started(counter: Counter) -> str:
+def _best_started(counter: Counter) -> Counter:
+    """The start times with the best zone evidence (timing.ZoneSource): a configured
+    zone or a date-only value does not disagree with a time zoned by the DICOM data."""
     best = max(source for source, _ in counter)
-    return _choose(Counter({v: n for (s, v), n in counter.items() if s == best}))
+    return Counter({v: n for (s, v), n in counter.items() if s == best})
 
 
-# Elements whose disagreement across records is worth a warning, with their tag.
-_STUDY_CONFLICTS = {"description": t.STUDY_DESCRIPTION}
+# Elements whose records may disagree, with the tag a disagreement is reported on: every
+# chosen element (counts take the largest report, ModalitiesInStudy the union, markers
+# such as ``modality_invalid`` are not values).
+_STUDY_CONFLICTS = {
+    "description": t.STUDY_DESCRIPTION,
+    "started": t.STUDY_DATE,
+    "referrer": t.REFERRING_PHYSICIAN_NAME,
+    "interpreters": t.NAME_OF_PHYSICIANS_READING_STUDY,
+    "procedures": t.PROCEDURE_CODE_SEQUENCE,
+    "reason": t.REASON_FOR_REQUESTED_PROCEDURE,
+}
 # Identifiers with optional qualifiers: (label, tag) per part on which records disagree.
 _QUALIFIED: dict[str, tuple[tuple[str, int], ...]] = {
     "patient": (("patient", t.PATIENT_ID), ("patient issuer", t.ISSUER_OF_PATIENT_ID)),
@@ -128,8 +139,17 @@ _SERIES_CONFLICTS = {
     "number": t.SERIES_NUMBER,
     "description": t.SERIES_DESCRIPTION,
     "body_site": t.BODY_PART_EXAMINED,
+    "started": t.SERIES_DATE,
+    "laterality": t.LATERALITY,
+    "performers": t.PERFORMING_PHYSICIAN_NAME,
 }
-_INSTANCE_CONFLICTS = {"sop_class": t.SOP_CLASS_UID, "number": t.INSTANCE_NUMBER}
+_LABELS = {"started": "start time", "sop_class": "SOP class"}
+_INSTANCE_CONFLICTS = {
+    "sop_class": t.SOP_CLASS_UID,
+    "number": t.INSTANCE_NUMBER,
+    "title": t.DOCUMENT_TITLE,
+    "laterality": t.IMAGE_LATERALITY,
+}
 
 
 class _Series:
@@ -160,11 +180,11 @@ def _count(into: dict[str, Counter], values: Mapping[str, Any]) -> None:
 def _resolve(
     fields: dict[str, Counter], conflicts: Mapping[str, int], locator: str, issues: set
 ) -> dict[str, Any]:
+    """One value per element; each value discarded because records disagree is named."""
     out: dict[str, Any] = {}
     for key, counter in fields.items():
         if key == "started":
-            out[key] = _choose_started(counter)
-            continue
+            counter = _best_started(counter)
         if key.startswith("n_"):
             out[key] = max(counter)  # a count: the largest report is the least stale
             continue
@@ -188,7 +208,8 @@ def _resolve(
                     oc.CONFLICT,
                     locator,
                     conflicts[key],
-                    f"records disagree on {key.replace('_', ' ')}, most frequent value used:",
+                    f"records disagree on {_LABELS.get(key, key.replace('_', ' '))}, "
+                    "most frequent value used:",
                 )
             )
     return out

@@ -536,3 +536,35 @@ def test_an_unknown_character_set_label_on_dicom_json_is_no_issue():
     # DICOM JSON is UTF-8 whatever the label (PS3.18 F.2): nothing was decoded with it.
     row = study_row(SpecificCharacterSet="ISO_IR 999", StudyDescription="Thorax")
     assert map_studies([row], subject=SUBJECT).issues == []
+
+
+def test_every_value_discarded_by_disagreeing_records_is_named():
+    rows = [
+        study_row(el("ReferringPhysicianName", "Smith^Anna")),
+        study_row(el("ReferringPhysicianName", "Smith^Anna")),
+        study_row(el("ReferringPhysicianName", "Jones^Bob")),
+        instance(SERIES_A, f"{SERIES_A}.1", 1, SeriesDate="20240115", SeriesTime="101500"),
+        instance(SERIES_A, f"{SERIES_A}.2", 2, SeriesDate="20240115", SeriesTime="111500"),
+        instance(SERIES_A, f"{SERIES_A}.1", 1, DocumentTitle="One"),
+        instance(SERIES_A, f"{SERIES_A}.1", 1, DocumentTitle="Two"),
+    ]
+    result = map_studies(rows, subject=SUBJECT, timezone="Europe/Zurich")
+    text = diagnostics(result)
+    assert f"study {STUDY}: records disagree on referrer, most frequent value used: " in text
+    assert "ReferringPhysicianName (0008,0090)" in text
+    assert f"series {SERIES_A}: records disagree on start time" in text
+    assert "SeriesDate (0008,0021)" in text
+    assert f"instance {SERIES_A}.1: records disagree on title" in text
+    assert "Jones" not in text and "Smith" not in text
+    assert result.studies[0]["referrer"] == {"display": "Anna Smith"}
+
+
+def test_a_better_zoned_start_time_is_no_disagreement():
+    rows = [
+        study_row(TimezoneOffsetFromUTC="+0100"),  # zone from the DICOM data
+        instance(SERIES_A, f"{SERIES_A}.1", 1, StudyDate="20240115", StudyTime="101500"),
+        instance(SERIES_A, f"{SERIES_A}.2", 2, StudyDate="20240115"),  # date only
+    ]
+    result = map_studies(rows, subject=SUBJECT, timezone="America/New_York")
+    assert result.issues == []
+    assert result.studies[0]["started"] == "2024-01-15T10:15:00+01:00"
