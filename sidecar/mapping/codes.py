@@ -66,17 +66,27 @@ def concept_system(designator: str | None, value: str | None) -> tuple[str, str]
 
 
 def concept_to_coding(concept: Concept) -> dict[str, Any]:
-    """A FHIR Coding; an unknown scheme keeps only the meaning as ``display``."""
+    """A FHIR Coding. A concept of an unknown scheme (or an SRT code without a SNOMED CT
+    translation) has no system to put its code under, so designator and code go into
+    ``display`` after the meaning, as ``text`` does in :func:`concept_to_codeable`:
+    nothing of the DICOM item is dropped."""
     designator, value, meaning = concept
     coding: dict[str, Any] = {}
     known = concept_system(designator, value)
     if known:
         coding["system"], coding["code"] = known
-    if meaning:
-        coding["display"] = meaning
-    elif not known:
-        coding["display"] = f"{designator or '?'} {value}"
+        if meaning:
+            coding["display"] = meaning
+        return coding
+    coding["display"] = _unknown_scheme_text(concept)
     return coding
+
+
+def _unknown_scheme_text(concept: Concept) -> str:
+    """``Meaning (DESIGNATOR CODE)``, or whichever parts there are."""
+    designator, value, meaning = concept
+    label = " ".join(p for p in (designator, value) if p)
+    return f"{meaning} ({label})" if meaning and label else (meaning or label)
 
 
 def concept_to_codeable(concept: Concept) -> dict[str, Any]:
@@ -91,6 +101,4 @@ def concept_to_codeable(concept: Concept) -> dict[str, Any]:
         if meaning:
             result["text"] = meaning
         return result
-    label = " ".join(p for p in (designator, value) if p)
-    text = f"{meaning} ({label})" if meaning and label else (meaning or label)
-    return {"text": text}
+    return {"text": _unknown_scheme_text(concept)}

@@ -150,4 +150,6 @@ def test_coding_schemes():
     }
     # legacy SNOMED-RT is translated to SNOMED CT
     assert concept_to_coding(("SRT", "T-D4000", "Abdomen"))["system"] == SNOMED
-    assert concept_to_coding(("99LOCAL", "X1", "Local")) == {"display": "Local"}
+    assert concept_to_coding(("99LOCAL", "X1", "Local")) == {"display": "Local (99LOCAL X1)"}
+    assert concept_to_coding(("99LOCAL", "X1", None)) == {"display": "99LOCAL X1"}
+    assert concept_to_coding(("SRT", "T-NOPE", "Unknown")) == {"display": "Unknown (SRT T-NOPE)"}
