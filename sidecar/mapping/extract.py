@@ -21,6 +21,13 @@ from .body_parts import body_part_coding
 from .codes import Concept, concept_to_coding, read_concept
 from .laterality import LATERALITY_CODES, NO_LATERALITY
 from .source import DicomRecord, JsonRecord, Unreadable
+from .text_loss import (
+    emptied_pn_group,
+    has_replacement,
+    is_narrow,
+    pn_question_marks,
+    question_marks_replace_characters,
+)
 from .timing import started
 from .values import (
     clean_text,
@@ -206,6 +213,12 @@ class _Reader:
         return tuple(concepts)
 
 
+def _charset_terms(record: DicomRecord) -> list[str]:
+    """The terms of SpecificCharacterSet (0008,0005), padding removed."""
+    values = record.values(t.SPECIFIC_CHARACTER_SET) or []
+    return [v.strip() for v in values if isinstance(v, str)]
+
+
 def _check_charset(reader: _Reader) -> None:
     """Flag SpecificCharacterSet (0008,0005) terms that pydicom does not know (PS3.3
     C.12.1.1.2). Only for Datasets: DICOM JSON is UTF-8 whatever its label (PS3.18 F.2),
@@ -224,6 +237,96 @@ def _check_charset(reader: _Reader) -> None:
                 "unknown term, text decoded with a fallback character set:",
             )
             return
+
+
+# Text attributes checked for characters lost upstream, per level (module text_loss).
+_PN_TAGS = frozenset(
+    {
+        t.PATIENT_NAME,
+        t.REFERRING_PHYSICIAN_NAME,
+        t.NAME_OF_PHYSICIANS_READING_STUDY,
+        t.PERFORMING_PHYSICIAN_NAME,
+    }
+)
+_STUDY_TEXT = (
+    t.PATIENT_NAME,
+    t.REFERRING_PHYSICIAN_NAME,
+    t.NAME_OF_PHYSICIANS_READING_STUDY,
+    t.STUDY_DESCRIPTION,
+    t.REASON_FOR_REQUESTED_PROCEDURE,
+    t.PROCEDURE_CODE_SEQUENCE,
+)
+_SERIES_TEXT = (t.SERIES_DESCRIPTION, t.PERFORMING_PHYSICIAN_NAME, t.ANATOMIC_REGION_SEQUENCE)
+_INSTANCE_TEXT = (t.DOCUMENT_TITLE, t.CONCEPT_NAME_CODE_SEQUENCE)
+_CODE_SEQUENCES = frozenset(
+    {t.PROCEDURE_CODE_SEQUENCE, t.ANATOMIC_REGION_SEQUENCE, t.CONCEPT_NAME_CODE_SEQUENCE}
+)
+_UTF8_ADVICE = 'have the PACS answer in UTF-8 (ISO_IR 192; Orthanc: "DefaultEncoding": "Utf8")'
+
+
+def _charset_label(terms: list[str]) -> str:
+    """SpecificCharacterSet for diagnostics: known defined terms only, never free text."""
+    known = [term for term in terms if term]
+    if not known:
+        return "the default repertoire (no SpecificCharacterSet)"
+    if all(term in python_encoding for term in known):
+        return "\\".join(known)
+    return "an unknown character set"
+
+
+def _loss_evidence(value: str, *, pn: bool, narrow: bool) -> str | None:
+    """What in *value* shows that characters were lost (rules: module text_loss)."""
+    if has_replacement(value):
+        return "U+FFFD stands in for characters that could not be decoded"
+    if not narrow:
+        return None
+    if pn and emptied_pn_group(value):
+        return "an ideographic or phonetic name group arrived as delimiters only"
+    if pn_question_marks(value) if pn else question_marks_replace_characters(value):
+        return "'?' stands in for characters"
+    return None
+
+
+def _texts(record: DicomRecord, tag: int) -> list[str]:
+    """The text values of *tag*, or the CodeMeanings (0008,0104) of a code sequence."""
+    if tag in _CODE_SEQUENCES:
+        values = [v for item in record.items(tag) for v in item.values(t.CODE_MEANING) or []]
+    else:
+        values = record.values(tag) or []
+    return [v for v in values if isinstance(v, str)]
+
+
+def _check_lost_text(r: _Reader, tags: tuple[int, ...]) -> None:
+    """One issue per attribute whose text shows characters lost before the mapping
+    (PS3.5 6.1, PS3.18 F.2; the evidence rules are in :mod:`sidecar.mapping.text_loss`)."""
+    terms = _charset_terms(r.record)
+    narrow = is_narrow(terms)
+    label = _charset_label(terms)
+    from_pacs = isinstance(r.record, JsonRecord)
+    for tag in tags:
+        for value in _texts(r.record, tag):
+            evidence = _loss_evidence(value, pn=tag in _PN_TAGS, narrow=narrow)
+            if evidence is None:
+                continue
+            if evidence.startswith("U+FFFD"):
+                cause = (
+                    f"the PACS could not decode the stored text or carry it in {label}; "
+                    f"{_UTF8_ADVICE} and check the SpecificCharacterSet its senders declare"
+                    if from_pacs
+                    else f"the bytes are not valid in the record's character set ({label})"
+                )
+            elif from_pacs:
+                cause = (
+                    f"the PACS answered in {label}, a character set that cannot carry the "
+                    f"text, so other text of this record may be incomplete too; {_UTF8_ADVICE}"
+                )
+            else:
+                cause = (
+                    f"the record is in {label}, a character set that cannot carry the text: "
+                    "it was lost before the file was written"
+                )
+            r.warn(oc.INCOMPLETE, tag, "characters lost upstream in", f"{evidence}; {cause}")
+            break
 
 
 def _issuer(reader: _Reader, seq_tag: int) -> tuple[str | None, str | None]:
@@ -321,6 +424,7 @@ def _extract_into(r: _Reader, facts: Facts, zone: ZoneInfo | None) -> None:
     r.locator = oc.where(study_uid)
     _check_charset(r)
     _study_facts(r, facts.study, zone)
+    _check_lost_text(r, _STUDY_TEXT)
 
     r.locator = record_at
     if series_uid is None:
@@ -332,6 +436,7 @@ def _extract_into(r: _Reader, facts: Facts, zone: ZoneInfo | None) -> None:
     facts.series_uid = series_uid
     r.locator = oc.where(study_uid, series_uid)
     _series_facts(r, facts.series, zone)
+    _check_lost_text(r, _SERIES_TEXT)
 
     r.locator = record_at
     if sop_uid is None:
@@ -342,6 +447,7 @@ def _extract_into(r: _Reader, facts: Facts, zone: ZoneInfo | None) -> None:
         return
     facts.sop_uid = sop_uid
     _instance_facts(r, facts.instance)
+    _check_lost_text(r, _INSTANCE_TEXT)
 
 
 def _modality(r: _Reader, tag: int, value: Any) -> str | None:

@@ -21,6 +21,8 @@ REQUIRED = "required"
 STRUCTURE = "structure"
 CONFLICT = "conflict"
 NOT_SUPPORTED = "not-supported"
+#: Text the PACS (or the file) did not deliver whole: characters were lost upstream.
+INCOMPLETE = "incomplete"
 
 #: An issue before rendering: (code, diagnostics). Tuples dedupe and sort cheaply.
 Issue = tuple[str, str]

@@ -70,8 +70,19 @@ def test_generated_study():
     check("generated_yamada", result, normalise_uids=True)
 
 
-@pytest.mark.parametrize("encoding", ["latin1", "utf8"])
-@pytest.mark.parametrize("case", ["clean", "hostile"])
+@pytest.mark.parametrize(
+    ("case", "encoding"),
+    [
+        ("clean", "latin1"),
+        ("clean", "utf8"),
+        ("hostile", "latin1"),
+        ("hostile", "utf8"),
+        ("charsets", "latin1"),
+        ("charsets", "utf8"),
+        ("charsets", "cyrillic"),
+        ("charsets", "greek"),
+    ],
+)
 def test_recorded_orthanc_answers(case, encoding):
     """Study + instance rows recorded from Orthanc 1.10.1 (see test_mapping_orthanc)."""
     answer = json.loads(

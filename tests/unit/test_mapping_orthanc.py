@@ -104,3 +104,88 @@ def test_hostile_values_are_each_named_or_kept(encoding):
     (wrapped,) = [r for r in answer["instance"] if r["00080018"]["Value"] == [f"{s1}.3"]]
     assert wrapped["00200013"]["Value"] == [1215752191]
     assert "Hostile" not in "".join(texts) and "Rita" not in "".join(texts)
+
+
+CS = "1.2.826.0.1.3680043.8.498.4242"
+#: What the stored files held (ISO_IR 192, 144, 126 and 100 respectively).
+STORED_TEXT = {
+    f"{CS}.192": (
+        "頭部CT 造影",
+        "軸位 5mm 脳",
+        "Hanako Yamada",
+        "Ichiro Suzuki",
+    ),
+    f"{CS}.144": ("КТ грудной клетки", "Аксиальные 5 мм", "Иван Иванов", "Анна Петрова"),
+    f"{CS}.126": (
+        "Αξονική τομογραφία θώρακα",
+        "Εγκάρσιες τομές",
+        "Γιώργος Παπαδόπουλος",
+        "Μαρία Νικολάου",
+    ),
+    f"{CS}.100": ("Thorax-Röntgen: Follow-up?", "Lunge ÄÖÜ ß «axial»", "Zoë Müller", "Åsa Øster"),
+}
+
+
+def texts_of(study: dict) -> tuple:
+    (series,) = study["series"]
+    return (
+        study.get("description"),
+        series.get("description"),
+        study.get("referrer", {}).get("display"),
+        series.get("performer", [{}])[0].get("actor", {}).get("display"),
+    )
+
+
+def lost_text_issues(result) -> list[str]:
+    return [i["diagnostics"] for i in result.issues if i["code"] == "incomplete"]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "label", "whole"),
+    [
+        ("utf8", "ISO_IR 192", {"192", "144", "126", "100"}),
+        ("cyrillic", "ISO_IR 144", {"144"}),
+        ("greek", "ISO_IR 126", {"126"}),
+        ("latin1", "ISO_IR 100", {"100"}),
+    ],
+)
+def test_text_in_every_character_set(encoding, label, whole):
+    answer = recorded("charsets", encoding)
+    assert {r["00080005"]["Value"][0] for r in answer["study"] + answer["instance"]} == {label}
+    result = mapped("charsets", encoding)
+    studies = {s["id"]: s for s in result.studies}
+    for n in whole:  # the answer's character set carries the text: kept exactly
+        study = studies[f"{CS}.{n}"]
+        assert texts_of(study) == STORED_TEXT[f"{CS}.{n}"]
+        assert study["interpreter"] == [{"display": STORED_TEXT[f"{CS}.{n}"][2]}]
+    lost = lost_text_issues(result)
+    if "192" in whole:
+        assert lost == [] and result.issues == []
+        return
+    # Orthanc drops what its DefaultEncoding cannot carry. The Japanese study shows it:
+    # its PN ideographic and phonetic groups arrive as '^'.
+    advice = (
+        f"an ideographic or phonetic name group arrived as delimiters only; the PACS "
+        f"answered in {label}, a character set that cannot carry the text, so other text "
+        "of this record may be incomplete too; have the PACS answer in UTF-8 (ISO_IR 192; "
+        'Orthanc: "DefaultEncoding": "Utf8")'
+    )
+    at = f"study {CS}.192"
+    assert sorted(lost) == sorted(
+        [
+            f"{at}: characters lost upstream in ReferringPhysicianName (0008,0090): {advice}",
+            f"{at}: characters lost upstream in NameOfPhysiciansReadingStudy (0008,1060): {advice}",
+            f"{at}: characters lost upstream in PatientName (0010,0010): {advice}",
+            f"{at} series {CS}.192.1: characters lost upstream in PerformingPhysicianName "
+            f"(0008,1050): {advice}",
+        ]
+    )
+    assert result.issues == [i for i in result.issues if i["code"] == "incomplete"]
+    assert texts_of(studies[f"{CS}.192"])[0] == "CT"  # '頭部CT 造影': the rest vanished
+    # Text that vanished without a mark cannot be told from text that was never there:
+    # Cyrillic and Greek in Latin-1 (names become '^'), Latin-1 accents in Cyrillic or
+    # Greek ('Müller^Zoë' becomes 'Mller^Zo'). No issue claims anything about them.
+    for n in {"144", "126", "100"} - whole:
+        assert not any(f"study {CS}.{n}" in text for text in lost)
+        assert texts_of(studies[f"{CS}.{n}"]) != STORED_TEXT[f"{CS}.{n}"]
+    assert "Yamada" not in "".join(lost) and "山田" not in "".join(lost)
