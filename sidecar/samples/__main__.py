@@ -1,5 +1,6 @@
 """``python -m sidecar.samples write DIR`` / ``load --orthanc URL`` / ``seed --orthanc URL
---fhir URL [--wait]`` (the roster into Orthanc, then the demo Patient on the FHIR server)."""
+--fhir URL [--wait]`` (the roster into Orthanc, then, once the sidecar's Subscription is
+active, the demo Patient on the FHIR server)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from sidecar.samples.generator import (
     write_files,
 )
 from sidecar.samples.loader import OrthancUnavailable, load_into_orthanc
+
+#: the sidecar's default Subscription id (SIDECAR_SUBSCRIPTION_ID overrides it)
+DEFAULT_SUBSCRIPTION_ID = "dicom-fhir-sidecar-patient"
 
 
 def _sizing(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sd.add_argument("--wait", action="store_true", help="wait until both servers answer")
     sd.add_argument("--wait-timeout", type=float, default=600.0, metavar="S")
+    sd.add_argument(
+        "--subscription-id",
+        default=os.environ.get("SIDECAR_SUBSCRIPTION_ID") or DEFAULT_SUBSCRIPTION_ID,
+        metavar="ID",
+        help="wait (up to --wait-timeout) until Subscription/ID is active before creating the "
+        "Patient: HAPI delivers nothing for a Patient created earlier (default: "
+        "SIDECAR_SUBSCRIPTION_ID or %(default)s)",
+    )
     sd.add_argument("--workers", type=int, default=4, metavar="N")
     return parser
 
@@ -115,6 +127,38 @@ def _wait_until_up(
     return True
 
 
+def _wait_until_active(
+    fhir: str, subscription_id: str, timeout: float, *, interval: float = 1.0
+) -> bool:
+    """Poll ``Subscription/{id}`` until the FHIR server has activated it (the sidecar
+    registers it at start-up; HAPI moves it from ``requested`` to ``active``)."""
+    import requests
+
+    url = f"{fhir}/Subscription/{subscription_id}"
+    deadline = time.monotonic() + timeout
+    status = "missing"
+    while True:
+        try:
+            response = requests.get(url, headers={"Accept": "application/fhir+json"}, timeout=10)
+            if response.ok:
+                status = response.json().get("status", "unknown")
+            elif response.status_code in (404, 410):
+                status = "missing"
+        except (requests.RequestException, ValueError):
+            status = "unreachable"
+        if status == "active":
+            print(f"Subscription/{subscription_id} is active")
+            return True
+        if time.monotonic() > deadline:
+            print(
+                f"error: Subscription/{subscription_id} is {status} after {timeout:.0f} s "
+                "(is the sidecar running? `dicom-fhir register --check`)",
+                file=sys.stderr,
+            )
+            return False
+        time.sleep(interval)
+
+
 def seed(args: argparse.Namespace) -> int:
     from sidecar.demo import DEMO_SYSTEM, DEMO_VALUE, ensure_demo_patient
 
@@ -141,6 +185,8 @@ def seed(args: argparse.Namespace) -> int:
         return 1
     print(f"sample roster: {report.summary()}")
     if not report.ok:
+        return 1
+    if not _wait_until_active(fhir, args.subscription_id, args.wait_timeout):
         return 1
     patient, created = ensure_demo_patient(fhir)
     state = "created" if created else "already there"
