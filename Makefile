@@ -6,7 +6,7 @@ export PYTHON
 STACK := deploy/local/stack.sh
 export STACK_PACS ?= main second
 
-.PHONY: demo test stack stack-down install lint java-test py-test bench
+.PHONY: demo test stack stack-down install lint java-test py-test bench compose-check
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv $(VENV); }
@@ -42,3 +42,6 @@ bench:
 	$(PYTHON) bench/convert.py
 	$(PYTHON) bench/fetch.py
 	$(PYTHON) bench/sync.py
+
+compose-check: ## the Docker demo for real: up --build, what a user would check, down -v (CI)
+	bash deploy/compose/check.sh

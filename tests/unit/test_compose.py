@@ -133,6 +133,7 @@ def test_every_image_is_built_here_from_one_overridable_base(config: dict) -> No
         assert "build" in service, name
         assert service["image"].startswith("dicom-fhir-demo/"), name
         assert service["build"]["args"] == {"BASE_IMAGE": "debian:bookworm-slim"}, name
+        assert "org.dicomfhir.demo" in service["build"]["labels"], name  # what CI prunes
         text = dockerfile(service)
         assert "ARG BASE_IMAGE=debian:bookworm-slim" in text, name
         stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M)
