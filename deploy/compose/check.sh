@@ -257,6 +257,7 @@ took[checks]=$((SECONDS - t))
 
 say "resources"
 compose logs --no-color hapi | grep -o 'Started HapiServerApplication in [0-9.]* seconds' | head -n 1 || true
+# shellcheck disable=SC2046 # one argument per container id
 docker stats --no-stream --format '  {{.Name}}: {{.MemUsage}}, CPU {{.CPUPerc}}' $(compose ps -q) || true
 
 # --- down -v ------------------------------------------------------------------------------------
