@@ -19,9 +19,10 @@ from sidecar.samples.generator import (
     write_files,
 )
 from sidecar.samples.loader import OrthancUnavailable, load_into_orthanc
+from sidecar.settings import SyncSettings
 
 #: the sidecar's default Subscription id (SIDECAR_SUBSCRIPTION_ID overrides it)
-DEFAULT_SUBSCRIPTION_ID = "dicom-fhir-sidecar-patient"
+DEFAULT_SUBSCRIPTION_ID = SyncSettings.model_fields["subscription_id"].default
 
 
 def _sizing(parser: argparse.ArgumentParser) -> None:
