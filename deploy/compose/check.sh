@@ -214,6 +214,14 @@ if [[ $charset == "ISO_IR 192" && $lower == abc ]]; then
   pass "Orthanc answers QIDO in UTF-8 (ISO_IR 192) and matches PatientID case-sensitively"
 else fail "Orthanc QIDO: charset '$charset', PatientID=abc matched '$lower'"; fi
 
+# the two secrets go where they belong: the notify secret into the Subscription, never the relay's
+NOTIFY_SECRET="$(sed -n 's/^SIDECAR_NOTIFY_SECRET=//p' "$ENV_FILE")"
+RELAY_SECRET="$(sed -n 's/^SIDECAR_RELAY_SECRET=//p' "$ENV_FILE")"
+headers="$(get "$FHIR/Subscription/dicom-fhir-sidecar-patient" | jq -r '.channel.header[]?')"
+if [[ $headers == "X-Sidecar-Secret: $NOTIFY_SECRET" && $headers != *"$RELAY_SECRET"* ]]; then
+  pass "the Subscription carries the notify secret, not the relay secret"
+else fail "the Subscription's headers are not the notify secret alone"; fi
+
 code="$(curl -s -o /dev/null -w '%{http_code}' "$SIDECAR/livez")"
 code401="$(curl -s -o /dev/null -w '%{http_code}' -X POST "$SIDECAR/fhir/Patient/$PID/\$fetch-imaging")"
 if [[ $code == 200 && $code401 == 401 ]]; then pass "the sidecar's host port answers /livez and refuses \$fetch-imaging without the relay secret (401)"
