@@ -10,8 +10,8 @@
 #
 # Environment: COMPOSE_CHECK_PROJECT (dfscheck), HAPI_PORT / ORTHANC_PORT / SIDECAR_PORT
 # (wanted host ports), BASE_IMAGE, COMPOSE_CHECK_KEEP=1 (leave the demo running),
-# COMPOSE_CHECK_TIMEOUT (600: seconds for the first start-up). Exit status 0 only when every
-# assertion passed.
+# COMPOSE_CHECK_TIMEOUT (600: seconds for `up` and again for the seeder),
+# COMPOSE_CHECK_BUILD_TIMEOUT (1800). Exit status 0 only when every assertion passed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -19,6 +19,7 @@ cd "$ROOT"
 STATE="$ROOT/var/compose"
 PROJECT="${COMPOSE_CHECK_PROJECT:-dfscheck}"
 TIMEOUT="${COMPOSE_CHECK_TIMEOUT:-600}"
+BUILD_TIMEOUT="${COMPOSE_CHECK_BUILD_TIMEOUT:-1800}"
 export BASE_IMAGE="${BASE_IMAGE:-debian:bookworm-slim}"
 mkdir -p "$STATE/bin"
 
@@ -83,7 +84,8 @@ FHIR="http://127.0.0.1:$HAPI_PORT/fhir"
 ORTHANC="http://127.0.0.1:$ORTHANC_PORT"
 SIDECAR="http://127.0.0.1:$SIDECAR_PORT"
 
-compose() { docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml "$@"; }
+COMPOSE=(docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml)
+compose() { "${COMPOSE[@]}" "$@"; }
 container() { compose ps -q "$1"; }
 
 passed=0 failed=0
@@ -125,7 +127,7 @@ patient_id() { get "$FHIR/Patient?identifier=$1" | jq -r '.entry[0].resource.id 
 say "docker-compose up --build (project $PROJECT; HAPI :$HAPI_PORT, Orthanc :$ORTHANC_PORT, sidecar :$SIDECAR_PORT)"
 compose down -v --remove-orphans >/dev/null 2>&1 || true # a run cut short earlier
 t=$SECONDS
-if compose build >"$STATE/build.log" 2>&1; then
+if timeout "$BUILD_TIMEOUT" "${COMPOSE[@]}" build >"$STATE/build.log" 2>&1; then
   grep -E '^Building ' "$STATE/build.log" | tr '\n' ' '; echo
   took[build]=$((SECONDS - t))
   # images of earlier builds that lost their tag, and build cache unused for a week
@@ -135,7 +137,8 @@ else
   tail -n 60 "$STATE/build.log"; fail "the images build (log: var/compose/build.log)"; exit 1
 fi
 t=$SECONDS
-if compose up -d >"$STATE/up.log" 2>&1; then
+# bounded: a HAPI that never gets healthy would otherwise keep `up` waiting
+if timeout "$TIMEOUT" "${COMPOSE[@]}" up -d >"$STATE/up.log" 2>&1; then
   pass "docker-compose up: every service started, HAPI healthy ($((SECONDS - t)) s)"
 else
   cat "$STATE/up.log"; fail "docker-compose up"; exit 1
