@@ -4,7 +4,7 @@
 #
 #   1. Debian's docker.io, docker-compose, debootstrap (as root, when missing); a dockerd of
 #      our own unless an engine already answers; the base image (deploy/compose/base-image.sh)
-#   2. `docker-compose up --build` of docker-compose.yml under its own project name, with
+#   2. `docker-compose up --build` of deploy/docker-compose.yml under its own project name, with
 #      random secrets and free host ports (the README's 8080/8042/8090 when they are free)
 #   3. the assertions, each printed as PASS/FAIL; then `down -v`, which must leave nothing
 #
@@ -76,7 +76,7 @@ ENV_FILE="$STATE/check.env"
     -e "s/^HAPI_PORT=.*/HAPI_PORT=$HAPI_PORT/" \
     -e "s/^ORTHANC_PORT=.*/ORTHANC_PORT=$ORTHANC_PORT/" \
     -e "s/^SIDECAR_PORT=.*/SIDECAR_PORT=$SIDECAR_PORT/" \
-    -e "s|^BASE_IMAGE=.*|BASE_IMAGE=$BASE_IMAGE|" .env.example >"$ENV_FILE"
+    -e "s|^BASE_IMAGE=.*|BASE_IMAGE=$BASE_IMAGE|" deploy/.env.example >"$ENV_FILE"
 )
 ORTHANC_USERNAME="$(sed -n 's/^ORTHANC_USERNAME=//p' "$ENV_FILE")"
 ORTHANC_PASSWORD="$(sed -n 's/^ORTHANC_PASSWORD=//p' "$ENV_FILE")"
@@ -84,7 +84,7 @@ FHIR="http://127.0.0.1:$HAPI_PORT/fhir"
 ORTHANC="http://127.0.0.1:$ORTHANC_PORT"
 SIDECAR="http://127.0.0.1:$SIDECAR_PORT"
 
-COMPOSE=(docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml)
+COMPOSE=(docker-compose -p "$PROJECT" --env-file "$ENV_FILE" -f deploy/docker-compose.yml)
 compose() { "${COMPOSE[@]}" "$@"; }
 container() { compose ps -q "$1"; }
 

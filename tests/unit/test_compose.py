@@ -23,9 +23,9 @@ from sidecar.cli import build_parser as cli_parser
 from sidecar.samples.__main__ import build_parser as samples_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE = ROOT / "deploy" / "docker-compose.yml"
 OFFICIAL = ROOT / "deploy" / "compose" / "official-hapi.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
+ENV_EXAMPLE = ROOT / "deploy" / ".env.example"
 SECRETS = {
     "SIDECAR_RELAY_SECRET": "relay",
     "SIDECAR_NOTIFY_SECRET": "notify",
