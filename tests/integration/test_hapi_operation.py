@@ -79,7 +79,7 @@ def test_fetch_on_hapi_returns_the_sidecars_bundle_and_stores_it(
 def test_type_level_fetch_by_identifier(
     stack: Stack, stack_sidecar: str, roster_patient: dict, fhir_http: requests.Session
 ) -> None:
-    found = fhir_http.get(
+    found = fhir_http.post(
         f"{stack.fhir_base}/Patient/$fetch-imaging", params={"identifier": f"{MRN_A}|P-1001"}
     )
     assert found.status_code == 200, found.text
@@ -87,7 +87,7 @@ def test_type_level_fetch_by_identifier(
     assert studies
     assert {s["subject"]["reference"] for s in studies} == {f"Patient/{roster_patient['id']}"}
 
-    unknown = fhir_http.get(
+    unknown = fhir_http.post(
         f"{stack.fhir_base}/Patient/$fetch-imaging",
         params={"identifier": f"{MRN_A}|NO-SUCH-{uuid.uuid4().hex[:6]}"},
     )
