@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from sidecar import identity, qido
+from sidecar import identity, qido, steady_state
 from sidecar.fhir_store import FhirStore, Resource
 from sidecar.fhir_values import identifier_token
 from sidecar.identity import PatientKey
@@ -75,6 +75,9 @@ class FetchRequest:
     study_instance_uid: str | None = None
     detail: Detail = Detail.INSTANCE
     persist: bool = True
+    #: read every study down to its instances, even when its study-level facts say nothing
+    #: changed (the periodic resync; docs/sync.md "steady state")
+    refresh: bool = False
 
     @property
     def criteria(self) -> qido.StudyCriteria:
@@ -95,6 +98,7 @@ class PacsAnswer:
     records: list[Record] = field(default_factory=list)
     foreign: int = 0  # study records not exactly this patient's (or outside the criteria)
     invalid_uids: list[str] = field(default_factory=list)  # study records without a valid UID
+    reused: list[Resource] = field(default_factory=list)  # stored studies nothing changed in
 
 
 @dataclass
@@ -211,7 +215,7 @@ class FetchImaging:
         )
         # what is stored is always the full mapping: instance level whenever we write
         depth = Detail.INSTANCE if request.persist else request.detail
-        found = self._query_all(pacs_names, keys, request, depth)
+        found = self._query_all(pacs_names, keys, request, depth, stored_future, patient_id)
         self._refuse_duplicates(patient_id, claims.result())
         issues += _drop_issues(found.values())
 
@@ -287,7 +291,13 @@ class FetchImaging:
         return stored  # type: ignore[return-value]
 
     def _query_all(
-        self, pacs_names: list[str], keys: list[PatientKey], request: FetchRequest, depth: Detail
+        self,
+        pacs_names: list[str],
+        keys: list[PatientKey],
+        request: FetchRequest,
+        depth: Detail,
+        stored: Future | None,
+        patient_id: str,
     ) -> dict[str, PacsAnswer]:
         """Per PACS: the records (study + series/instance level) and what was dropped."""
         futures: dict[str, Future] = {
@@ -297,6 +307,8 @@ class FetchImaging:
                 [k for k in keys if k.pacs == name],
                 request,
                 depth,
+                stored,
+                patient_id,
             )
             for name in pacs_names
         }
@@ -307,7 +319,13 @@ class FetchImaging:
                 future.cancel()
 
     def _query_pacs(
-        self, client: PacsClient, keys: list[PatientKey], request: FetchRequest, depth: Detail
+        self,
+        client: PacsClient,
+        keys: list[PatientKey],
+        request: FetchRequest,
+        depth: Detail,
+        stored: Future | None,
+        patient_id: str,
     ) -> PacsAnswer:
         by_uid: dict[str, Record] = {}
         answer = PacsAnswer(client.name)
@@ -317,8 +335,12 @@ class FetchImaging:
             answer.invalid_uids += found.invalid_uids
             for record in found.records:
                 by_uid.setdefault(qido.first_value(record, qido.STUDY_INSTANCE_UID), record)
-        answer.records = list(by_uid.values())
         level = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}.get(depth)
+        if level and stored is not None and not request.refresh:
+            answer.reused = self._reusable(client.name, by_uid, stored.result(), patient_id)
+            for reused in answer.reused:
+                by_uid.pop(_study_uid(reused) or "", None)
+        answer.records = list(by_uid.values())
         if level:
             for contents in client.study_contents(by_uid, level).values():
                 answer.records.extend(contents)
@@ -327,6 +349,25 @@ class FetchImaging:
             extra={"pacs": client.name, "study_uids": sorted(by_uid), "dropped": answer.foreign},
         )
         return answer
+
+    def _reusable(
+        self,
+        pacs_name: str,
+        rows: dict[str, Record],
+        stored: dict[tuple[str, str], Resource],
+        patient_id: str,
+    ) -> list[Resource]:
+        """Stored studies whose study-level row says nothing changed (sidecar.steady_state)."""
+        pacs = self.settings.pacs[pacs_name]
+        reusable = steady_state.unchanged_studies(
+            rows,
+            stored,
+            subject={"reference": f"Patient/{patient_id}"},
+            endpoint={"reference": f"Endpoint/{pacs.endpoint_id}"},
+            timezone=pacs.timezone,
+            accession_system=pacs.accession_system,
+        )
+        return list(reusable.values())
 
     def _map(
         self,
@@ -341,6 +382,10 @@ class FetchImaging:
         for name, answer in found.items():
             pacs = self.settings.pacs[name]
             records = answer.records
+            for reused in answer.reused:
+                studies.setdefault(reused["id"], _content(reused))
+            if answer.reused:
+                endpoints.append(_endpoint(pacs))
             if not records:
                 continue
             endpoint_ref = {"reference": f"Endpoint/{pacs.endpoint_id}"}
@@ -360,7 +405,8 @@ class FetchImaging:
                         refs.append(endpoint_ref)
                 else:
                     studies[study["id"]] = study
-            endpoints.append(_endpoint(pacs))
+            if not answer.reused:
+                endpoints.append(_endpoint(pacs))
         ordered = sorted(studies.values(), key=_study_sort_key, reverse=True)
         return ordered, endpoints
 

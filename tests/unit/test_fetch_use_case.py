@@ -393,3 +393,34 @@ def test_a_study_record_with_an_invalid_uid_is_named_not_called_foreign(world):
     texts = [i["diagnostics"] for i in result.issues]
     assert any("'1.2.x' is not a valid DICOM UID" in t for t in texts), texts
     assert not any("1.2.x" in t and "not exactly" in t for t in texts)
+
+
+def test_steady_state_reads_no_instances_and_a_refresh_reads_all(world):
+    from tests.unit.fake_dicomweb import instance_row
+
+    fetch, fhir, pacs = world
+    counts = {"00201206": {"vr": "IS", "Value": [1]}, "00201208": {"vr": "IS", "Value": [1]}}
+    for uid, date in (("1.2.1", "20200101"), ("1.2.2", "20210101")):
+        pacs[uid] = study_record("12", uid, date=date) | counts  # as Orthanc answers
+        pacs.server.instances[uid] = [instance_row(uid, f"{uid}.1", f"{uid}.1.1")]
+    fetch(FetchRequest(patient_id="p12"))
+    before = versions(fhir)
+
+    def instance_queries() -> int:
+        return sum(1 for path, _ in pacs.server.queries if path.endswith("/instances"))
+
+    first = instance_queries()
+    assert first == 2, pacs.server.queries
+    again = fetch(FetchRequest(patient_id="p12"))
+    assert instance_queries() == first  # nothing changed at study level: no instance query
+    assert versions(fhir) == before and again.unchanged == 2
+    assert all(s["series"][0]["instance"] for s in again.studies)
+    fetch(FetchRequest(patient_id="p12", refresh=True))
+    assert instance_queries() == first + 2
+    # a new instance changes NumberOfStudyRelatedInstances: that study is read again
+    pacs["1.2.1"] = study_record("12", "1.2.1") | counts | {"00201208": {"vr": "IS", "Value": [2]}}
+    pacs.server.instances["1.2.1"].append(instance_row("1.2.1", "1.2.1.1", "1.2.1.1.2"))
+    changed = fetch(FetchRequest(patient_id="p12"))
+    assert instance_queries() == first + 3
+    study = next(s for s in changed.studies if s["id"] == "1.2.1")
+    assert len(study["series"][0]["instance"]) == 2 and changed.updated == 1

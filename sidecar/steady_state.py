@@ -1,0 +1,55 @@
+"""Steady state in O(1) PACS calls: which stored studies need no series/instance query.
+
+A fetch first asks the PACS for the patient's studies (one study-level QIDO). A study whose
+study-level facts (what the mapping takes from that row: identifiers, modalities,
+NumberOfStudyRelatedSeries (0020,1206) and ...Instances (0020,1208), dates, description,
+referrer, procedure, reason, subject, endpoint, status) equal the stored ImagingStudy's
+keeps its stored series and instances; only the others are read down to the instances.
+
+The trade-off: a change that leaves every study-level fact equal (an instance replaced
+under the same counts, a corrected SeriesDescription) is not seen by a steady-state fetch.
+The periodic resync (``SIDECAR_RESYNC_SECONDS``) reads every study in full and catches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sidecar.mapping import Detail, imaging_study_id, map_studies, trim_to_detail
+
+Resource = dict[str, Any]
+_SERVER_ELEMENTS = ("meta", "text")
+
+
+def _study_level(resource: Mapping[str, Any]) -> dict[str, Any]:
+    trimmed = trim_to_detail(dict(resource), Detail.STUDY)
+    return {k: v for k, v in trimmed.items() if k not in _SERVER_ELEMENTS}
+
+
+def unchanged_studies(
+    study_rows: Mapping[str, Mapping[str, Any]],
+    stored: Mapping[tuple[str, str], Resource],
+    *,
+    subject: dict[str, Any],
+    endpoint: dict[str, Any],
+    timezone: str | None,
+    accession_system: str | None,
+) -> dict[str, Resource]:
+    """Study UID -> the stored ImagingStudy, for every study whose row says nothing new."""
+    reusable: dict[str, Resource] = {}
+    for uid, row in study_rows.items():
+        before = stored.get(("ImagingStudy", imaging_study_id(uid)))
+        if before is None or "series" not in before:
+            continue  # never stored in full: read it down to the instances
+        mapped = map_studies(
+            [row],
+            subject=subject,
+            endpoint=endpoint,
+            timezone=timezone,
+            accession_system=accession_system,
+            detail=Detail.STUDY,
+        )
+        if len(mapped.studies) == 1 and _study_level(mapped.studies[0]) == _study_level(before):
+            reusable[uid] = before
+    return reusable
