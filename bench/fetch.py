@@ -8,6 +8,8 @@ Needs the local stack (deploy/local/stack.sh up hapi pacs-main). Generates and l
 data into PACS "main" (idempotent). Prints, per patient size:
 - sidecar: the use case (in-process, its own pooled clients) fetching into an empty FHIR state
   (every study created) and again with nothing changed (steady state);
+- floor: one study-level QIDO and one FHIR search, the least a steady-state fetch must do;
+- inst. QIDO: the PACS's own instance-level QIDO for the patient (one unpaged query);
 - irreducible: the same QIDO requests (one study-level, one instance-level per study, same
   concurrency bound) and one transaction with the same resources, issued directly;
 - naive: per instance, one QIDO query and one PUT of the study's ImagingStudy so far.
@@ -156,6 +158,40 @@ def irreducible(pid: str, bundle_entries: list[dict], concurrency: int) -> float
     return time.perf_counter() - started
 
 
+def steady_floor(pid: str, fhir_id: str) -> float:
+    """What a steady-state fetch cannot do without: one study-level QIDO, one FHIR search."""
+    pacs = Session()
+    pacs.auth = AUTH
+    fhir = Session()
+    started = time.perf_counter()
+    query = qido.query_string(
+        [(qido.PATIENT_ID, pid), (qido.ISSUER_OF_PATIENT_ID, ISSUER)],
+        fields=qido.STUDY_FIELDS,
+        limit=500,
+    )
+    pacs.get(f"{PACS}/dicom-web/studies?{query}", headers={"Accept": "application/dicom+json"})
+    fhir.get(
+        f"{FHIR}/ImagingStudy",
+        params={"subject": f"Patient/{fhir_id}", "_count": 200},
+        headers={"Cache-Control": "no-cache", "Accept": "application/fhir+json"},
+    ).raise_for_status()
+    return time.perf_counter() - started
+
+
+def pacs_instance_qido(pid: str) -> float:
+    """The PACS's own instance-level QIDO for the patient: one unpaged query."""
+    pacs = Session()
+    pacs.auth = AUTH
+    fields = "&".join(f"includefield={f}" for f in qido.INSTANCE_FIELDS)
+    started = time.perf_counter()
+    response = pacs.get(
+        f"{PACS}/dicom-web/instances?{qido.PATIENT_ID}={pid}&{fields}",
+        headers={"Accept": "application/dicom+json"},
+    )
+    response.raise_for_status()
+    return time.perf_counter() - started
+
+
 def naive(pid: str, fhir_id: str, studies: list[dict]) -> float:
     """Per instance: one QIDO query for it, then PUT the study's ImagingStudy so far."""
     pacs = Session()
@@ -260,11 +296,13 @@ def main() -> None:
             put_patient(http, pid)
             for _ in range(5):  # retried when other test sessions clear the shared HAPI
                 try:
-                    direct.append(irreducible(pid, entries, settings.qido_concurrency))
+                    direct.append(irreducible(pid, entries, settings.qido.concurrency))
                     break
                 except RuntimeError:
                     progress("patient cleared by someone else; measuring again")
                     put_patient(http, pid)
+        floor = [steady_floor(pid, fhir_id) for _ in range(args.repeat)]
+        instance_qido = [pacs_instance_qido(pid) for _ in range(args.repeat)]
         n_naive = min(size, args.naive_max_studies)
         progress(f"{size} studies: naive on {n_naive}")
         delete_studies(http, study_uids)
@@ -283,20 +321,26 @@ def main() -> None:
                 statistics.median(direct),
                 naive_time,
                 n_naive < size,
+                statistics.median(floor),
+                statistics.median(instance_qido),
             )
         )
     fetch.close()
     print(
-        f"{'studies':>7} {'instances':>9} {'sidecar':>9} {'steady':>8} {'irreduc.':>9} "
-        f"{'ratio':>6} {'naive':>10} {'naive/sidecar':>13}"
+        f"{'studies':>7} {'instances':>9} {'sidecar':>9} {'irreduc.':>9} {'ratio':>6} "
+        f"{'inst.QIDO':>9} {'first/QIDO':>10} {'steady':>8} {'floor':>7} {'steady/floor':>12} "
+        f"{'naive':>10} {'naive/sidecar':>13}"
     )
-    for size, create, steady, direct, naive_time, extrapolated in rows:
+    for size, create, steady, direct, naive_time, extrapolated, floor, inst in rows:
         print(
-            f"{size:>7} {size * SERIES * INSTANCES:>9} {create:>8.2f}s {steady:>7.2f}s "
-            f"{direct:>8.2f}s {create / direct:>6.2f} {naive_time:>9.1f}s"
+            f"{size:>7} {size * SERIES * INSTANCES:>9} {create:>8.2f}s {direct:>8.2f}s "
+            f"{create / direct:>6.2f} {inst:>8.2f}s {create / inst:>10.2f} {steady:>7.2f}s "
+            f"{floor:>6.2f}s {steady / floor:>12.2f} {naive_time:>9.1f}s"
             f"{'*' if extrapolated else ' '} {naive_time / create:>12.0f}x"
         )
     print("* naive time extrapolated linearly from the first studies (see --naive-max-studies)")
+    print("goals: ratio <= 1.3; first/QIDO <= 1.2; steady/floor <= 2 (one study-level QIDO and")
+    print("one FHIR search are the floor of a steady-state fetch)")
 
 
 if __name__ == "__main__":

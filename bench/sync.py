@@ -1,4 +1,10 @@
-"""Automatic sync benchmark: notification-to-ImagingStudy latency and patients per minute.
+"""Automatic sync benchmarks, per queue backend (SQLite file, then Redis):
+
+1. notification-to-ImagingStudy latency and patients per minute (``--mode notify``);
+2. PACS-store-to-FHIR latency (``--mode pacs``): 20 existing Patients, then a burst of 100
+   new studies stored in PACS "main" (5 per patient); the latency of a study is from its
+   store in Orthanc to its ImagingStudy being ``available`` on HAPI, through Orthanc's
+   change log (polled every 2 s here) and the worker: no call to FHIR or the sidecar.
 
 For each queue backend (SQLite file, then Redis), on the running local stack:
 a gunicorn sidecar (2 processes) serving /notify, 2 worker processes (2 threads each), a
@@ -9,7 +15,7 @@ Latency of a patient: from its Patient PUT on HAPI returning to the end of its s
 ImagingStudy transaction committed), read from the queue's ledger. Throughput: N divided
 by the time from the first PUT to the last sync.
 
-    python bench/sync.py [--patients 1000] [--backends sqlite,redis]
+    python bench/sync.py [--mode notify|pacs|both] [--patients 1000] [--backends sqlite,redis]
 
 Needs `deploy/local/stack.sh up` (HAPI + PACS main) and redis-server installed. Creates
 Patients bench-sync-<backend>-<n> and deletes them and their ImagingStudies afterwards.
@@ -40,6 +46,7 @@ from tests.integration.conftest_sync import (  # noqa: E402
     keep_alive,
     load_tiny_studies,
     read_queue,
+    smallest_sample_instance,
     start_redis_server,
     sync_environment,
     tiny_patient_id,
@@ -134,16 +141,99 @@ def run_backend(stack: LocalStack, backend: str, patients: int) -> dict[str, flo
             "total_seconds": finished - started,
         }
     finally:
-        registrar.fhir.delete("Subscription", registrar.settings.subscription_id)
-        running.stop_all()
-        # HAPI still delivers (the cleanup's DELETEs too) to a just-deleted Subscription: an
-        # answering endpoint keeps those retries from stalling the next backend's deliveries
-        keep_alive(port)
-        cleanup(http, stack.fhir_base, ids)
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
+        tear_down(registrar, running, port, http, stack.fhir_base, ids, redis_proc, work)
+
+
+def run_pacs_burst(
+    stack: LocalStack, backend: str, patients: int = 20, studies: int = 100
+) -> dict[str, float]:
+    """Store ``studies`` new studies over ``patients`` existing Patients; per study, the time
+    from its store in Orthanc to its ImagingStudy on HAPI."""
+    from tests.integration.test_convergence import TRIGGERS, new_study
+
+    http = requests.Session()
+    http.headers.update(
+        {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON, "Cache-Control": "no-cache"}
+    )
+    redis_proc = None
+    work = Path(tempfile.mkdtemp(prefix=f"bench-pacs-{backend}-"))
+    redis_url = None
+    if backend == "redis":
+        redis_proc, redis_url = start_redis_server(work, preferred_port=6392)
+    env, port = sync_environment(
+        stack, work, redis_url=redis_url, SIDECAR_LOG_LEVEL="WARNING", **TRIGGERS
+    )
+    running = SyncStack(env, port, work)
+    registrar = build_registrar(load_settings(env))
+    ids = [f"bench-pacs-{backend}-{n}" for n in range(patients)]
+    mrns = [f"BENCH-PACS-{n:03d}" for n in range(patients)]
+    template = smallest_sample_instance()
+    try:
+        running.start_web()
+        running.start_worker()
+        assert registrar.register_all(wait=True)["subscription"]["status"] == "active"
+        for patient_id, mrn in zip(ids, mrns, strict=True):
+            body = {
+                "resourceType": "Patient",
+                "id": patient_id,
+                "identifier": [{"system": SYSTEM, "value": mrn}],
+            }
+            http.put(f"{stack.fhir_base}/Patient/{patient_id}", json=body).raise_for_status()
+        queue = read_queue(env)
+        wait_until(
+            lambda: all(
+                (q := queue.ledger.get(p)) is not None and q.outcome == "synced" for p in ids
+            ),
+            300,
+            1.0,
+            what="the Patients' first syncs",
+        )
+        stored_at: dict[str, tuple[str, float]] = {}
+        for n in range(studies):
+            patient_id, mrn = ids[n % patients], mrns[n % patients]
+            uid = new_study(stack, template, mrn, f"bench-{n}")
+            stored_at[uid] = (patient_id, time.time())
+        arrived: dict[str, float] = {}
+
+        def all_arrived() -> bool:
+            for patient_id in ids:
+                page = http.get(
+                    f"{stack.fhir_base}/ImagingStudy",
+                    params={"subject": f"Patient/{patient_id}", "_count": 200},
+                ).json()
+                now = time.time()
+                for entry in page.get("entry", []):
+                    study = entry["resource"]
+                    uid = next(
+                        i["value"] for i in study["identifier"] if i["system"] == "urn:dicom:uid"
+                    ).removeprefix("urn:oid:")
+                    if uid in stored_at and uid not in arrived and study["status"] == "available":
+                        arrived[uid] = now
+            return len(arrived) == len(stored_at)
+
+        wait_until(all_arrived, 900, 0.5, what="every study in FHIR")
+        latencies = [arrived[u] - stored_at[u][1] for u in stored_at]
+        return {
+            "p50": statistics.median(latencies),
+            "p95": percentile(latencies, 0.95),
+            "max": max(latencies),
+        }
+    finally:
+        tear_down(registrar, running, port, http, stack.fhir_base, ids, redis_proc, work)
+
+
+def tear_down(registrar, running, port, http, base, ids, redis_proc, work) -> None:
+    """Subscription deleted, processes stopped, FHIR cleared of the run's resources."""
+    registrar.fhir.delete("Subscription", registrar.settings.subscription_id)
+    running.stop_all()
+    # HAPI still delivers (the cleanup's DELETEs too) to a just-deleted Subscription: an
+    # answering endpoint keeps those retries from stalling the next backend's deliveries
+    keep_alive(port)
+    cleanup(http, base, ids)
+    if redis_proc is not None:
+        redis_proc.terminate()
+        redis_proc.wait(10)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def cleanup(http: requests.Session, base: str, ids: list[str]) -> None:
@@ -179,8 +269,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--backends", default="sqlite,redis")
+    parser.add_argument("--mode", choices=("notify", "pacs", "both"), default="both")
     args = parser.parse_args()
     stack = LocalStack()
+    backends = [b.strip() for b in args.backends.split(",")]
+    if args.mode in ("pacs", "both"):
+        print("PACS store -> FHIR: 100 new studies over 20 existing Patients (change log, 2 s)")
+        print(f"{'backend':8} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
+        for backend in backends:
+            r = run_pacs_burst(stack, backend)
+            print(f"{backend:8} {r['p50']:7.1f} {r['p95']:7.1f} {r['max']:7.1f}", flush=True)
+        if args.mode == "pacs":
+            return 0
     print(f"loading {args.patients} one-instance studies into PACS main ...", flush=True)
     load_tiny_studies(stack.pacs_main, args.patients)
     print(

@@ -42,6 +42,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from sidecar import wiring
     from sidecar.health import connectivity
     from sidecar.settings import load_settings
+    from subscription_handlers.health import trigger_report
 
     try:
         settings = load_settings()
@@ -53,6 +54,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         results = connectivity(services.fhir, services.pacs)
         subscription = services.registrar.subscription_status()
+        triggers = trigger_report(services.queue)
     finally:
         services.close()
     results["subscription"] = {
@@ -62,7 +64,30 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for name, result in results.items():
         reason = f"  ({result['reason']})" if result.get("reason") else ""
         print(f"{name}: {result['status']}{reason}")
+    for name, t in triggers.items():  # reported, not fatal: a worker may start later
+        print(f"trigger {name}: {describe_trigger(t)}")
     return 0 if all(r["status"] == "ok" for r in results.values()) else 1
+
+
+def describe_trigger(t: dict) -> str:
+    """One line: ok or the problem, lag, cursor, last success, syncs submitted."""
+    parts = [t.get("problem") or "ok"]
+    if t.get("lag") is not None:
+        parts.append(f"lag {t['lag']:g} {t.get('lag_unit') or ''}".rstrip())
+    if t.get("cursor"):
+        parts.append(f"cursor {t['cursor']}")
+    if t.get("last_ok"):
+        parts.append(f"last ok {_age(float(t['last_ok']))}")
+    parts.append(f"{t.get('enqueued') or 0} sync(s) submitted")
+    if t.get("holder"):
+        parts.append(f"held by {t['holder']}")
+    return "; ".join(parts)
+
+
+def _age(ts: float) -> str:
+    import time
+
+    return f"{max(0.0, time.time() - ts):.0f} s ago"
 
 
 def add_serve_parser(subparsers) -> None:

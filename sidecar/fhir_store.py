@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import requests
@@ -123,6 +123,17 @@ class FhirStore:
         """Every match, following the Bundle's ``next`` links."""
         search = self.client.resources(resource_type).search(**params).limit(200)
         return self._call(lambda: [r.serialize() for r in search.fetch_all()])
+
+    def iterate(self, resource_type: str, params: dict[str, Any]) -> Iterator[Resource]:
+        """Every match, one page in memory at a time (``next`` links followed lazily)."""
+        search = self.client.resources(resource_type).search(**params).limit(200)
+        iterator = iter(search)
+        while True:
+            try:
+                resource = self._call(lambda: next(iterator))
+            except StopIteration:
+                return
+            yield resource.serialize()
 
     def find_patients(self, token: str, *, limit: int = 2) -> list[Resource]:
         """Patients matching an ``identifier`` search token (already escaped, see qido)."""

@@ -22,6 +22,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class QueueStatus(Protocol):
+    triggers: Any
+
     def status(self) -> dict[str, Any]: ...
 
 
@@ -54,18 +56,41 @@ class _QueueCollector:
         self.queue = queue
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        try:
+            status = self.queue.status()
+            triggers = self.queue.triggers.statuses()
+        except Exception:  # noqa: BLE001 - a scrape reports what it can
+            return
         family = GaugeMetricFamily(
             "sidecar_sync_queue_patients", "Patients in the sync queue by state", labels=["state"]
         )
-        try:
-            status = self.queue.status()
-        except Exception:  # noqa: BLE001 - a scrape reports what it can
-            return
-        for state in ("pending", "queued", "running", "dead"):
+        for state in ("pending", "queued", "running", "dead", "conflict"):
             family.add_metric([state], float(status.get(state, 0)))
         yield family
+        lag = GaugeMetricFamily(
+            "sidecar_trigger_lag",
+            "How far a trigger is behind (changes for a change log, seconds otherwise)",
+            labels=["trigger", "unit"],
+        )
+        last_ok = GaugeMetricFamily(
+            "sidecar_trigger_last_success_timestamp_seconds",
+            "When a trigger's last step succeeded",
+            labels=["trigger"],
+        )
+        submitted = CounterMetricFamily(
+            "sidecar_trigger_submitted",
+            "Syncs a trigger submitted, all processes",
+            labels=["trigger"],
+        )
+        for name, t in triggers.items():
+            if t.get("lag") is not None:
+                lag.add_metric([name, str(t.get("lag_unit") or "")], float(t["lag"]))
+            if t.get("last_ok") is not None:
+                last_ok.add_metric([name], float(t["last_ok"]))
+            submitted.add_metric([name], float(t.get("enqueued") or 0))
+        yield from (lag, last_ok, submitted)
 
 
 def exposition(queue: QueueStatus | None = None) -> tuple[bytes, str]:

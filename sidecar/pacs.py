@@ -45,6 +45,7 @@ Record = dict[str, Any]
 #: One page: (rows, the PACS said there are more than it sent).
 Page = tuple[list[Record], bool]
 DICOM_JSON = "application/dicom+json, application/json"
+UID_BATCH = 50  # StudyInstanceUIDs per UID-list query (keeps the URL under 4 KB)
 
 
 @dataclass(frozen=True)
@@ -138,19 +139,27 @@ class PacsClient:
         return self._pages("study", page)
 
     def find_study(self, study_uid: str) -> Record | None:
-        """The study-level record of one study, whoever's it is (None if the PACS lacks it).
+        """The study-level record of one study, whoever's it is (None if the PACS lacks it)."""
+        return self.find_studies([study_uid]).get(study_uid)
 
-        Asks for IssuerOfPatientID (0010,0021): Orthanc returns it only when asked.
+    def find_studies(self, study_uids: Iterable[str]) -> dict[str, Record]:
+        """Study-level records of these studies that the PACS holds, whoever's they are.
+
+        One query per 50 UIDs (UID list matching, PS3.4 C.2.2.2.2); asks for
+        IssuerOfPatientID (0010,0021), which Orthanc returns only when asked.
         """
-        query = qido.query_string(
-            [(qido.STUDY_INSTANCE_UID, study_uid)], fields=(qido.ISSUER_OF_PATIENT_ID,), limit=2
-        )
-        rows, _ = self._timed(
-            "study", lambda: self._get_rows(f"{self.settings.url}/studies?{query}")
-        )
-        return next(
-            (r for r in rows if qido.first_value(r, qido.STUDY_INSTANCE_UID) == study_uid), None
-        )
+        uids = [u for u in dict.fromkeys(study_uids) if qido.is_uid(u)]
+        found: dict[str, Record] = {}
+        for start in range(0, len(uids), UID_BATCH):
+            batch = uids[start : start + UID_BATCH]
+            filters = [(qido.STUDY_INSTANCE_UID, ",".join(batch))]
+            fields = (qido.ISSUER_OF_PATIENT_ID, *qido.STUDY_FIELDS)
+            for page in self.study_pages(filters, fields=fields):
+                for record in page:
+                    uid = qido.first_value(record, qido.STUDY_INSTANCE_UID)
+                    if uid in batch:
+                        found[uid] = record
+        return found
 
     # -- series / instance level ---------------------------------------------------------
 
@@ -231,28 +240,32 @@ class PacsClient:
         self._last.warning = response.headers.get("Warning", "")
 
     def _timed(self, level: str, call: Callable[[], T]) -> T:
-        started = time.perf_counter()
-        outcome = "error"
-        try:
-            result = call()
-            outcome = "ok"
-            return result
-        except requests.Timeout as exc:
-            raise PacsTimeout(f"PACS {self.name!r} did not answer in time ({level} query)") from exc
-        except requests.ConnectionError as exc:
-            if "timed out" in str(exc).lower():
-                raise PacsTimeout(f"PACS {self.name!r} did not answer in time ({level})") from exc
-            raise PacsUnavailable(f"PACS {self.name!r} is unreachable ({level} query)") from exc
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else "?"
-            if status == 504:
-                raise PacsTimeout(f"PACS {self.name!r} timed out (HTTP 504)") from exc
-            raise PacsUnavailable(
-                f"PACS {self.name!r} answered HTTP {status} to a {level} query"
-            ) from exc
-        except (requests.RequestException, ValueError, TypeError) as exc:
-            raise PacsUnavailable(
-                f"PACS {self.name!r} sent an unusable answer ({type(exc).__name__})"
-            ) from exc
-        finally:
-            QIDO_SECONDS.labels(self.name, level, outcome).observe(time.perf_counter() - started)
+        return timed(self.name, level, call)
+
+
+def timed(pacs: str, level: str, call: Callable[[], T]) -> T:
+    """Run one PACS request: its time in ``sidecar_qido_request_seconds``, its failure as
+    PacsTimeout (504) or PacsUnavailable (502) naming the PACS."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = call()
+        outcome = "ok"
+        return result
+    except requests.Timeout as exc:
+        raise PacsTimeout(f"PACS {pacs!r} did not answer in time ({level} query)") from exc
+    except requests.ConnectionError as exc:
+        if "timed out" in str(exc).lower():
+            raise PacsTimeout(f"PACS {pacs!r} did not answer in time ({level})") from exc
+        raise PacsUnavailable(f"PACS {pacs!r} is unreachable ({level} query)") from exc
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        if status == 504:
+            raise PacsTimeout(f"PACS {pacs!r} timed out (HTTP 504)") from exc
+        raise PacsUnavailable(f"PACS {pacs!r} answered HTTP {status} to a {level} query") from exc
+    except (requests.RequestException, ValueError, TypeError) as exc:
+        raise PacsUnavailable(
+            f"PACS {pacs!r} sent an unusable answer ({type(exc).__name__})"
+        ) from exc
+    finally:
+        QIDO_SECONDS.labels(pacs, level, outcome).observe(time.perf_counter() - started)

@@ -6,14 +6,16 @@ Everything that serves a caller (the web app, the worker, the CLI commands) rece
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sidecar.fetch_imaging import FetchImaging
 from sidecar.fhir_store import FhirStore
+from sidecar.orthanc import OrthancChanges
 from sidecar.pacs import PacsClient
 from sidecar.settings import Settings
 from subscription_handlers.queue import SyncQueue
 from subscription_handlers.registration import Registrar
+from subscription_handlers.triggers.base import Trigger
 
 
 @dataclass
@@ -26,7 +28,12 @@ class Services:
     fetch: FetchImaging
     queue: SyncQueue
     registrar: Registrar
+    #: what the worker runs beside the queue: change feeds, sweeps, catch-up, resync
+    triggers: list[Trigger] = field(default_factory=list)
+    orthanc: dict[str, OrthancChanges] = field(default_factory=dict)
 
     def close(self) -> None:
+        for feed in self.orthanc.values():
+            feed.close()
         self.queue.close()
         self.fetch.close()

@@ -156,6 +156,12 @@ class PacsSettings(_Group):
     patient_identifiers: IdentifierMappings = ()
     accession_system: str | None = None
     endpoint_id: str | None = None  # FHIR id of this PACS's Endpoint (default dicomweb-<name>)
+    # imaging-side change detection (docs/sync.md "FHIR follows the PACS")
+    changes: Literal["orthanc", "qido", "none"] = "qido"
+    orthanc_url: Url | None = None  # Orthanc's REST root (default: url without /dicom-web)
+    poll_seconds: Positive = 10.0  # how often the change feed / recent studies are read
+    recent_days: int = Field(2, ge=1)  # qido: the StudyDate window polled for new studies
+    create_patients: bool = False  # a study of an unknown patient creates its Patient
 
     @field_validator("timezone")
     @classmethod
@@ -173,6 +179,8 @@ class PacsSettings(_Group):
             object.__setattr__(self, "wado_root", self.url)
         if not self.endpoint_id:
             object.__setattr__(self, "endpoint_id", f"dicomweb-{self.name.replace('_', '-')}")
+        if self.orthanc_url is None:
+            object.__setattr__(self, "orthanc_url", self.url.removesuffix("/dicom-web"))
         return self
 
     def mapping_for(self, system: str | None) -> IdentifierMapping | None:
@@ -215,6 +223,13 @@ class SyncSettings(_Group):
     register_on_start: bool = True
     registration_check_seconds: Positive = 60.0
     activation_timeout_seconds: Positive = 30.0
+    # triggers beside the Subscription (docs/sync.md): one runner of each at a time
+    triggers: bool = True  # the worker runs the change feeds, sweep, catch-up and resync
+    trigger_lease_seconds: float = Field(30.0, ge=3.0)
+    sweep_seconds: Positive = 60.0  # stored studies checked against the PACS
+    catch_up_seconds: Positive = 60.0  # Patient?_lastUpdated=gt... for missed deliveries
+    catch_up_lookback_seconds: Positive = 86400.0  # the first catch-up looks this far back
+    resync_seconds: Positive = 86400.0  # every Patient re-read in full (steady-state gaps)
 
     @property
     def backend(self) -> str:

@@ -17,6 +17,7 @@ from flask import Flask
 from sidecar.fetch_imaging import FetchImaging
 from sidecar.fhir_store import FhirStore
 from sidecar.logs import configure_logging
+from sidecar.orthanc import OrthancChanges
 from sidecar.pacs import PacsClient
 from sidecar.services import Services
 from sidecar.settings import Settings, load_settings
@@ -24,6 +25,12 @@ from sidecar.web.app import create_app
 from subscription_handlers.queue import SyncQueue
 from subscription_handlers.registration import Registrar
 from subscription_handlers.sync import PatientSync
+from subscription_handlers.triggers.base import Trigger
+from subscription_handlers.triggers.catch_up import CatchUp
+from subscription_handlers.triggers.changes import OrthancChangeFeed
+from subscription_handlers.triggers.recent import RecentStudies
+from subscription_handlers.triggers.resync import Resync
+from subscription_handlers.triggers.sweep import StoredStudySweep
 
 
 def build(settings: Settings | None = None) -> Services:
@@ -33,7 +40,38 @@ def build(settings: Settings | None = None) -> Services:
     pacs = {name: PacsClient(p, settings.qido) for name, p in settings.pacs.items()}
     fetch = FetchImaging(settings, fhir, pacs)
     queue = SyncQueue(settings.sync, runner=PatientSync(fetch))
-    return Services(settings, fhir, pacs, fetch, queue, build_registrar(settings, fhir))
+    orthanc = {
+        name: OrthancChanges(p, settings.qido)
+        for name, p in settings.pacs.items()
+        if p.changes == "orthanc"
+    }
+    triggers = build_triggers(settings, fhir, pacs, orthanc, fetch, queue)
+    registrar = build_registrar(settings, fhir)
+    return Services(settings, fhir, pacs, fetch, queue, registrar, triggers, orthanc)
+
+
+def build_triggers(
+    settings: Settings,
+    fhir: FhirStore,
+    pacs: dict[str, PacsClient],
+    orthanc: dict[str, OrthancChanges],
+    fetch: FetchImaging,
+    queue: SyncQueue,
+) -> list[Trigger]:
+    """What makes FHIR follow the PACS (subscription_handlers/triggers), per the settings."""
+    sync = settings.sync
+    triggers: list[Trigger] = []
+    for name, p in settings.pacs.items():
+        if p.changes == "orthanc":
+            triggers.append(OrthancChangeFeed(p, orthanc[name], pacs[name], fhir, queue))
+        elif p.changes == "qido":
+            triggers.append(RecentStudies(p, pacs[name], fhir, queue))
+        triggers.append(StoredStudySweep(p, pacs[name], fhir, queue, sync.sweep_seconds))
+    triggers.append(
+        CatchUp(fetch, fhir, queue, sync.catch_up_seconds, sync.catch_up_lookback_seconds)
+    )
+    triggers.append(Resync(fetch, fhir, queue, sync.resync_seconds))
+    return triggers
 
 
 def build_registrar(settings: Settings, fhir: FhirStore | None = None) -> Registrar:

@@ -65,7 +65,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     services = _services()
     configure_logging(services.settings.log_level)
     try:
-        run_worker(services.queue, threads=args.threads, shutdown_timeout=args.shutdown_timeout)
+        run_worker(
+            services.queue,
+            triggers=services.triggers,
+            threads=args.threads,
+            shutdown_timeout=args.shutdown_timeout,
+        )
     finally:
         services.close()
     return 0
@@ -109,6 +114,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                     "pending": [s.to_dict() for s in pending],
                     "dead": [s.to_dict() for s in dead],
                     "conflicts": [s.to_dict() for s in conflicts],
+                    "triggers": queue.triggers.statuses(),
                 },
                 indent=2,
             )
@@ -121,13 +127,18 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         f"{status['messages']} message(s), {status['scheduled']} scheduled retry(ies)"
     )
     now = time.time()
+    triggers = queue.triggers.statuses()
+    if triggers:
+        print("\nSUBMITTED BY TRIGGER  (the Subscription's deliveries: `notify`)")
+        for name, t in triggers.items():
+            print(f"  {name}: {t.get('enqueued') or 0}")
     if pending:
-        print("\nPENDING  patient  since  attempts  state  last error")
+        print("\nPENDING  patient  since  attempts  state  trigger  last error")
         for s in pending:
             state = "running" if s.lease_live(now) else "queued" if s.queued else "waiting"
             print(
                 f"  Patient/{s.patient_id}  {_when(s.pending_since)}  {s.attempts}  {state}"
-                f"  {s.last_error or ''}"
+                f"  {s.reason or '-'}  {s.last_error or ''}"
             )
     if dead:
         print("\nDEAD LETTERS  patient  failed at  attempts  last error")

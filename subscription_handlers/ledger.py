@@ -9,14 +9,12 @@ several machines agree on one record per patient.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from subscription_handlers.sqlite_file import SqliteFile
 from subscription_handlers.state import PatientSyncState
 
 T = TypeVar("T")
@@ -44,14 +42,11 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteLedger:
+class SqliteLedger(SqliteFile):
     """Records in a table of the queue's SQLite file (WAL, synchronous=FULL)."""
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
-        self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._timeout = timeout
-        self._local = threading.local()
+        super().__init__(path, timeout=timeout)
         with self._transaction() as conn:
             conn.execute(
                 "create table if not exists sidecar_sync ("
@@ -67,26 +62,6 @@ class SqliteLedger:
                     f"create index if not exists sidecar_sync_{index} on sidecar_sync"
                     f" ({index}) where {index} = 1"
                 )
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-            conn.execute("pragma journal_mode=wal")
-            conn.execute("pragma synchronous=full")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("begin immediate")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("rollback")
-            raise
-        conn.execute("commit")
 
     def update(self, patient_id: str, transition: Transition[T]) -> T:
         with self._transaction() as conn:
@@ -133,12 +108,6 @@ class SqliteLedger:
     def clear(self) -> None:
         with self._transaction() as conn:
             conn.execute("delete from sidecar_sync")
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
 
 class RedisLedger:

@@ -25,6 +25,11 @@ from prometheus_client import Counter, Histogram
 
 from sidecar.settings import SyncSettings
 from subscription_handlers import state as sm
+from subscription_handlers.coordination import (
+    RedisTriggerStore,
+    SqliteTriggerStore,
+    TriggerStore,
+)
 from subscription_handlers.ledger import Ledger, RedisLedger, SqliteLedger
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,16 @@ class SyncFailed(Exception):
         self.retriable = retriable
 
 
-SyncRunner = Callable[[str], SyncOutcome]
+#: A job: ``runner(patient_id, refresh)``; ``refresh`` re-reads every study in full.
+SyncRunner = Callable[[str, bool], SyncOutcome]
+
+
+def source_of(reason: str) -> str:
+    """Who asked for a sync, for counts: the trigger's name, or ``notify`` for HAPI's
+    deliveries, ``manual``, ``follow-up`` (a merge's survivor)."""
+    if reason in ("update", "delete"):
+        return "notify"
+    return reason.split(" ", 1)[0]
 
 
 def process_owner() -> str:
@@ -112,6 +126,7 @@ class SyncQueue:
         self._held_lock = threading.Lock()
         self.huey = _make_huey(settings)
         self.ledger: Ledger = _make_ledger(settings, self.huey)
+        self.triggers: TriggerStore = _make_trigger_store(settings, self.huey)
         self._task = self.huey.task(name=TASK_NAME)(self._task_body())
 
     def _task_body(self) -> Callable[[str], None]:
@@ -125,18 +140,28 @@ class SyncQueue:
 
     # -- producers ---------------------------------------------------------------------------
 
-    def submit(self, patient_id: str, fingerprint: str | None, *, reason: str = "update") -> str:
-        """Record a notification; enqueue a message when nothing covers the patient yet.
+    def submit(
+        self,
+        patient_id: str,
+        fingerprint: str | None,
+        *,
+        reason: str = "update",
+        refresh: bool = False,
+    ) -> str:
+        """Record a trigger's request; enqueue a message when nothing covers the patient yet.
 
-        ``fingerprint`` None always schedules a sync (delete, merge, manual request).
+        ``fingerprint`` None always schedules a sync (delete, merge, manual request, a PACS
+        change); ``refresh`` asks it to re-read every study in full (the resync).
         Returns ``queued``, ``coalesced`` or ``unchanged``.
         """
         now = self.clock()
         decision = self.ledger.update(
-            patient_id, lambda s: sm.request(s, patient_id, now, fingerprint)
+            patient_id,
+            lambda s: sm.request(s, patient_id, now, fingerprint, refresh=refresh, reason=reason),
         )
         if decision == sm.QUEUED:
             self._enqueue(patient_id)
+            self.triggers.update_status(source_of(reason), {}, enqueued=1)
         NOTIFICATIONS.labels(decision).inc()
         log.info(
             "notification", extra={"patient_id": patient_id, "decision": decision, "reason": reason}
@@ -173,7 +198,7 @@ class SyncQueue:
         log.info("sync start", extra={"patient_id": patient_id, "lease": token})
         try:
             try:
-                outcome = self.runner(patient_id)
+                outcome = self.runner(patient_id, claim.refresh)
             except SyncFailed as exc:
                 return self._failed(patient_id, token, str(exc), retriable=exc.retriable)
             except Exception as exc:  # noqa: BLE001 - unknown errors are retried, then dead
@@ -331,6 +356,7 @@ class SyncQueue:
         return self.ledger.count("pending") == 0 and self.ledger.count("leased") == 0
 
     def close(self) -> None:
+        self.triggers.close()
         self.ledger.close()
         self.huey.storage.close()
 
@@ -349,6 +375,13 @@ def _make_huey(settings: SyncSettings) -> Any:
         timeout=30,
         strict_fifo=True,
     )
+
+
+def _make_trigger_store(settings: SyncSettings, huey: Any) -> TriggerStore:
+    if settings.redis_url:
+        return RedisTriggerStore(huey.storage.conn, prefix=f"dicom-fhir.sync.{settings.queue_name}")
+    assert settings.queue_path is not None
+    return SqliteTriggerStore(settings.queue_path)
 
 
 def _make_ledger(settings: SyncSettings, huey: Any) -> Ledger:

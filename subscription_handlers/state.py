@@ -51,6 +51,8 @@ class PatientSyncState:
     pending_since: float | None = None
     started_at: float | None = None
     requested_fp: str | None = None
+    refresh: bool = False  # the owed sync must re-read every study in full (a resync)
+    reason: str | None = None  # the trigger of the last request (notify, pacs:main, ...)
     synced_fp: str | None = None
     synced_at: float | None = None
     outcome: str | None = None
@@ -95,12 +97,20 @@ class Claim:
     attempt: int  # 1 for the first try after a notification
     pending_since: float | None
     synced_fp: str | None
+    refresh: bool = False
 
 
 def request(
-    state: PatientSyncState | None, patient_id: str, now: float, fingerprint: str | None
+    state: PatientSyncState | None,
+    patient_id: str,
+    now: float,
+    fingerprint: str | None,
+    *,
+    refresh: bool = False,
+    reason: str | None = None,
 ) -> tuple[PatientSyncState, str]:
-    """A notification arrived. ``fingerprint`` None forces a sync (manual request, delete)."""
+    """A trigger asks for a sync. ``fingerprint`` None forces one (manual, delete, a PACS
+    change); ``refresh`` makes it re-read every study in full (the periodic resync)."""
     if state is None:
         state = PatientSyncState(patient_id)
     elif (
@@ -114,6 +124,8 @@ def request(
         "wanted": state.wanted + 1,
         "pending_since": state.pending_since if state.pending else now,
         "requested_fp": fingerprint,
+        "refresh": state.refresh or refresh,
+        "reason": reason,
     }
     if state.dead:  # a new change re-arms a dead letter
         changes.update(dead=False, dead_at=None, attempts=0)
@@ -144,7 +156,9 @@ def begin(
         started=state.wanted,
         started_at=now,
     )
-    claim = Claim(state.patient_id, state.attempts + 1, state.pending_since, state.synced_fp)
+    claim = Claim(
+        state.patient_id, state.attempts + 1, state.pending_since, state.synced_fp, state.refresh
+    )
     return claimed, claim
 
 
@@ -184,6 +198,8 @@ def succeed(
         detail=(detail or None) and detail[:MAX_ERROR_CHARS],
         last_latency=latency,
         pending_since=None,
+        # a refresh asked for while this run went on is still owed; one before it is done
+        refresh=state.refresh and state.wanted > done,
     )
     if new.wanted > done:  # notifications arrived while it ran
         new = replace(new, pending_since=state.started_at or now)

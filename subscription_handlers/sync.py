@@ -39,7 +39,7 @@ class PatientSync:
     def __init__(self, fetch: FetchImaging) -> None:
         self.fetch = fetch
 
-    def __call__(self, patient_id: str) -> SyncOutcome:
+    def __call__(self, patient_id: str, refresh: bool = False) -> SyncOutcome:
         try:
             patient = self.fetch.fhir.read_patient(patient_id)
         except PatientNotFound:
@@ -59,7 +59,7 @@ class PatientSync:
         if rule.kind == "inactive":
             return SyncOutcome("inactive", fingerprint, detail="Patient.active is false")
         try:
-            result = self.fetch(FetchRequest(patient_id=patient_id, persist=True))
+            result = self.fetch(FetchRequest(patient_id=patient_id, persist=True, refresh=refresh))
         except PatientNotFound:
             return self._deleted(patient_id)
         except NotMappable as exc:

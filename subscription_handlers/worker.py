@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from subscription_handlers.queue import SyncQueue
+from subscription_handlers.triggers.base import Trigger, TriggerRunner
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,12 @@ def maintain(queue: SyncQueue, stop: threading.Event) -> None:
 def run_worker(
     queue: SyncQueue,
     *,
+    triggers: Sequence[Trigger] = (),
     threads: int | None = None,
     shutdown_timeout: float = 60.0,
 ) -> None:
-    """Consume sync jobs until SIGTERM/SIGINT (must run in the main thread)."""
+    """Consume sync jobs until SIGTERM/SIGINT (must run in the main thread); beside them,
+    run each trigger (one runner per trigger across every worker: a lease)."""
     settings = queue.settings
     queue.runner  # noqa: B018 - a queue without a job cannot be a worker: fail at start-up
     requeued = queue.reconcile()
@@ -55,6 +59,9 @@ def run_worker(
         target=maintain, args=(queue, stop), name="sync-maintenance", daemon=True
     )
     maintenance.start()
+    if settings.triggers:
+        for trigger in triggers:
+            TriggerRunner(trigger, queue, settings.trigger_lease_seconds).start(stop)
     consumer = queue.huey.create_consumer(
         workers=threads or settings.worker_threads,
         worker_type="thread",

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,6 +234,8 @@ def sync_environment(
             "SIDECAR_SYNC_LEASE_SECONDS": "15",
             "SIDECAR_QUEUE_POLL_MAX_SECONDS": "0.2",
             "SIDECAR_WORKER_THREADS": "2",
+            # the Subscription's path alone unless a test turns the other triggers on
+            "SIDECAR_TRIGGERS": "false",
             "PYTHONPATH": str(ROOT),
         }
     )
@@ -241,6 +244,49 @@ def sync_environment(
     env.update(extra)
     (tmp_path / "data").mkdir(parents=True, exist_ok=True)
     return env, port
+
+
+def module_notify_port(stack) -> Iterator[int]:
+    """One notify port, hence one Subscription, for every test of a module. Between tests
+    (sidecar stopped) and after the module an AckServer answers on it, so HAPI never queues
+    retries for a dead endpoint (e.g. the DELETEs of the next test's FHIR reset)."""
+    from sidecar.settings import load_settings
+    from sidecar.wiring import build_registrar
+
+    port = free_port()
+    keep_alive(port)
+    yield port
+    env, _ = sync_environment(stack, Path("/tmp"), port=port)
+    delete_subscription(build_registrar(load_settings(env)))
+
+
+@contextmanager
+def running_sync_stack(
+    stack, tmp_path: Path, port: int, redis_url: str | None = None, **extra: str
+) -> Iterator[SyncStack]:
+    """Web (2 gunicorn workers) on ``port`` and the Subscription, active; workers are started
+    by the test; everything stopped (and an AckServer back on the port) afterwards."""
+    from sidecar.settings import load_settings
+    from sidecar.wiring import build_registrar
+
+    env, port = sync_environment(stack, tmp_path, redis_url=redis_url, port=port, **extra)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir(exist_ok=True)
+    running = SyncStack(env, port, log_dir)
+    release_port(port)
+    running.start_web()
+    result = build_registrar(load_settings(env)).register_all(wait=True)
+    assert result["subscription"]["status"] == "active", result
+    try:
+        yield running
+    finally:
+        running.stop_all()
+        keep_alive(port)
+        if redis_url:
+            queue = read_queue(env)
+            queue.huey.flush()
+            queue.ledger.clear()
+            queue.close()
 
 
 # -- tiny studies: one small instance per PACS patient, cloned from the sample roster ----------
@@ -252,23 +298,29 @@ def tiny_patient_id(n: int) -> str:
     return f"SYNC-{n:04d}"
 
 
+def smallest_sample_instance():
+    """The smallest instance of the sample roster, to clone one-instance studies from."""
+    from sidecar.samples.generator import generate_studies
+
+    best = None
+    for _study, instances in generate_studies():
+        for ds in instances:
+            size = len(getattr(ds, "PixelData", b"") or b"")
+            if best is None or size < best[0]:
+                best = (size, ds)
+    assert best is not None
+    return best[1]
+
+
 def load_tiny_studies(pacs, count: int) -> dict[str, str]:
     """PatientID -> StudyInstanceUID of ``count`` one-instance studies in ``pacs`` (idempotent)."""
     import copy
 
     from pydicom.uid import generate_uid
 
-    from sidecar.samples.generator import generate_studies
     from sidecar.samples.loader import load_into_orthanc
 
-    template = None
-    for _study, instances in generate_studies():
-        for ds in instances:
-            size = len(getattr(ds, "PixelData", b"") or b"")
-            if template is None or size < template[0]:
-                template = (size, ds)
-    assert template is not None
-    base = template[1]
+    base = smallest_sample_instance()
     datasets, uids = [], {}
     for n in range(1, count + 1):
         patient_id = tiny_patient_id(n)
@@ -296,7 +348,7 @@ def read_queue(env: dict[str, str]):
     from sidecar.settings import load_settings
     from subscription_handlers.queue import SyncQueue
 
-    return SyncQueue(load_settings(env).sync, runner=lambda pid: None)
+    return SyncQueue(load_settings(env).sync, runner=lambda pid, refresh=False: None)
 
 
 def sync_intervals(logs: list[Path]) -> dict[str, list[tuple[float, float, str]]]:

@@ -11,27 +11,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from sidecar.settings import load_settings
-from sidecar.wiring import build_registrar
 from tests.integration.conftest import SYSTEMS, orthanc_study_uids, study_uid
 from tests.integration.conftest_sync import (
     TINY_ISSUER,
     SyncStack,
-    delete_subscription,
-    free_port,
-    keep_alive,
     load_tiny_studies,
+    module_notify_port,
     notifications_logged,
     overlapping,
     read_queue,
     redis_server,  # noqa: F401 - fixture
-    release_port,
-    sync_environment,
+    running_sync_stack,
     sync_intervals,
     tiny_patient_id,
     wait_until,
@@ -48,43 +42,15 @@ def tiny_studies(stack) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def notify_port(stack) -> Iterator[int]:
-    """One notify port, hence one Subscription, for every test of this module. Between
-    tests (sidecar stopped) and after the module an AckServer answers on it, so HAPI never
-    queues retries for a dead endpoint (e.g. the DELETEs of the next test's FHIR reset)."""
-    port = free_port()
-    keep_alive(port)
-    yield port
-    env, _ = sync_environment(stack, Path("/tmp"), port=port)
-    registrar = build_registrar(load_settings(env))
-    delete_subscription(registrar)
-
-
-def make_stack(stack, tmp_path: Path, port: int, redis_url: str | None = None) -> SyncStack:
-    env, port = sync_environment(stack, tmp_path, redis_url=redis_url, port=port)
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir(exist_ok=True)
-    return SyncStack(env, port, log_dir)
+    yield from module_notify_port(stack)
 
 
 @pytest.fixture
 def sync_stack(request, stack, tmp_path, fhir, notify_port) -> Iterator[SyncStack]:
     """Web (2 gunicorn workers) + the Subscription; workers are started by each test."""
     redis_url = request.getfixturevalue("redis_server") if "redis" in request.keywords else None
-    running = make_stack(stack, tmp_path, notify_port, redis_url)
-    release_port(notify_port)
-    running.start_web()
-    registrar = build_registrar(load_settings(running.env))
-    result = registrar.register_all(wait=True)
-    assert result["subscription"]["status"] == "active", result
-    try:
+    with running_sync_stack(stack, tmp_path, notify_port, redis_url) as running:
         yield running
-    finally:
-        running.stop_all()
-        keep_alive(notify_port)
-        if redis_url:
-            queue = read_queue(running.env)
-            queue.huey.flush()
-            queue.ledger.clear()
 
 
 def put_patient(fhir, patient_id: str, value: str, issuer: str | None = TINY_ISSUER, **extra):

@@ -86,7 +86,9 @@ def test_the_mapping_core_imports_nothing_else_of_ours():
 def test_only_the_composition_root_builds_adapters():
     """FhirStore(...), PacsClient(...), SyncQueue(...) and Registrar(...) are constructed
     in sidecar/wiring.py alone (tests and benchmarks aside)."""
-    pattern = re.compile(r"\b(FhirStore|PacsClient|SyncQueue|Registrar|FetchImaging)\(")
+    pattern = re.compile(
+        r"\b(FhirStore|PacsClient|SyncQueue|Registrar|FetchImaging|OrthancChanges)\("
+    )
     builders = {
         name
         for name, path in MODULES.items()

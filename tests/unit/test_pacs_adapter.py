@@ -103,7 +103,17 @@ def test_find_study_asks_for_the_issuer(pacs):
     pacs.studies = [study_row("12", "1.1", "HOSP-A")]
     record = client_for(pacs.url).find_study("1.1")
     assert qido.first_value(record, qido.ISSUER_OF_PATIENT_ID) == "HOSP-A"
-    assert pacs.query_strings() == ["0020000D=1.1&includefield=00100021&limit=2"]
+    (query,) = pacs.query_strings()
+    assert query.startswith("0020000D=1.1&includefield=00100021&")
+
+
+def test_find_studies_asks_in_uid_lists_of_fifty(pacs):
+    pacs.studies = [study_row("12", f"1.{i}") for i in range(120)]
+    found = client_for(pacs.url, page_size=500).find_studies([f"1.{i}" for i in range(120)])
+    assert len(found) == 120
+    queries = pacs.query_strings()
+    assert len(queries) == 3
+    assert queries[0].startswith("0020000D=" + ",".join(f"1.{i}" for i in range(50)) + "&")
 
 
 @pytest.mark.parametrize(

@@ -28,10 +28,13 @@ class Runner:
         self.running: set[str] = set()
         self.overlaps = 0
         self.follow_up: dict[str, tuple[str, ...]] = {}
+        self.refreshes: list[str] = []
         self.lock = threading.Lock()
 
-    def __call__(self, patient_id: str) -> SyncOutcome:
+    def __call__(self, patient_id: str, refresh: bool = False) -> SyncOutcome:
         with self.lock:
+            if refresh:
+                self.refreshes.append(patient_id)
             if patient_id in self.running:
                 self.overlaps += 1
             self.running.add(patient_id)
@@ -255,3 +258,15 @@ def test_leases_are_renewed_while_a_sync_runs(make_queue):
     assert queue.ledger.get("p1").lease_until > before
     worker.join()
     assert queue.renew_leases() == 0
+
+
+def test_a_refresh_request_reaches_the_job_once(make_queue):
+    queue, runner = make_queue()
+    queue.submit("p1", None, reason="resync", refresh=True)
+    queue.submit("p1", "fp", reason="notify")  # coalesces; the refresh is still owed
+    drain(queue)
+    assert runner.refreshes == ["p1"]
+    assert queue.ledger.get("p1").refresh is False
+    queue.submit("p1", None, reason="pacs:main")
+    drain(queue)
+    assert runner.refreshes == ["p1"] and runner.calls.count("p1") == 2

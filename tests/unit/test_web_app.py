@@ -161,6 +161,23 @@ def test_livez_and_metrics(app_and_fetch):
     assert b'sidecar_sync_queue_patients{state="pending"} 0.0' in scraped
 
 
+def test_trigger_state_reaches_metrics_and_healthz(tmp_path):
+    services = build_services(tmp_path, RELAY_SECRET="s", NOTIFY_SECRET="n")
+    store = services.queue.triggers
+    store.update_status(
+        "changes:main",
+        {"interval": 10, "last_ok": 1.0e9, "lag": 3, "lag_unit": "changes"},
+        enqueued=4,
+    )
+    client = create_app(services).test_client()
+    scraped = client.get("/metrics").data.decode()
+    assert 'sidecar_trigger_lag{trigger="changes:main",unit="changes"} 3.0' in scraped
+    assert 'sidecar_trigger_submitted_total{trigger="changes:main"} 4.0' in scraped
+    triggers = client.get("/healthz").json["sync"]["triggers"]
+    assert "no successful step recently" in triggers["changes:main"]["problem"]
+    services.close()
+
+
 def test_app_refuses_to_start_without_caller_credentials(tmp_path):
     with pytest.raises(RuntimeError, match="SIDECAR_RELAY_SECRET"):
         wiring.create_web_app(load_settings({"SIDECAR_DATA_DIR": str(tmp_path)}))

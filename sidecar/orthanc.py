@@ -1,0 +1,91 @@
+"""Orthanc's own REST API, for what DICOMweb has no word for: the change log.
+
+``GET /changes?since=N&limit=M`` answers ``{"Changes": [...], "Done": bool, "Last": N}``;
+``GET /changes?last`` the newest sequence number. Measured on Orthanc 1.10.1 (docs/sync.md):
+storing a study logs ``NewInstance``, ``NewSeries``, ``NewStudy``, ``NewPatient`` at once and
+``StableSeries``, ``StableStudy``, ``StablePatient`` once nothing arrived for ``StableAge``
+seconds; **deleting a study logs nothing and removes that study's earlier entries**, so
+deletions are found by the sweep (``subscription_handlers.triggers.sweep``), not here.
+
+References: Orthanc Book, REST API (https://orthanc.uclouvain.be/book/users/rest.html),
+"Tracking changes".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from sidecar.http import pooled_session, requests_auth
+from sidecar.pacs import timed
+from sidecar.settings import PacsSettings, QidoSettings
+
+#: Change types that may bring a new or grown study (NewInstance is covered by NewSeries
+#: and the Stable* that follows; Patient-level changes carry no study).
+STUDY_CHANGES = frozenset({"NewStudy", "StableStudy", "NewSeries", "StableSeries"})
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    change_type: str
+    resource_type: str
+    orthanc_id: str
+
+
+class OrthancChanges:
+    """The change log of one Orthanc PACS, with the PACS's credentials and timeouts."""
+
+    def __init__(
+        self,
+        settings: PacsSettings,
+        qido: QidoSettings,
+        *,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.name = settings.name
+        self.root = str(settings.orthanc_url).rstrip("/")
+        self._timeout = (qido.connect_timeout_seconds, qido.timeout_seconds)
+        self._session = session or pooled_session(pool_size=2, retries=qido.retries)
+        self._session.auth = requests_auth(settings.auth, timeout=qido.timeout_seconds)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _get(self, path: str, **params: Any) -> Any:
+        def call() -> Any:
+            response = self._session.get(f"{self.root}{path}", params=params, timeout=self._timeout)
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            return response.json()
+
+        return timed(self.name, "changes", call)
+
+    def last(self) -> int:
+        """The newest sequence number of the change log."""
+        return int((self._get("/changes", last="") or {}).get("Last", 0))
+
+    def since(self, seq: int, limit: int = 100) -> tuple[list[Change], int, bool]:
+        """Changes after ``seq``: (changes, the last sequence they cover, done?)."""
+        body = self._get("/changes", since=seq, limit=limit) or {}
+        changes = [
+            Change(int(c["Seq"]), str(c["ChangeType"]), str(c["ResourceType"]), str(c["ID"]))
+            for c in body.get("Changes") or []
+            if isinstance(c, dict) and {"Seq", "ChangeType", "ResourceType", "ID"} <= set(c)
+        ]
+        return changes, int(body.get("Last", seq)), bool(body.get("Done", True))
+
+    def study_uid(self, change: Change) -> str | None:
+        """The StudyInstanceUID (0020,000D) a study or series change is about (None: gone)."""
+        if change.resource_type == "Study":
+            study = self._get(f"/studies/{change.orthanc_id}")
+        elif change.resource_type == "Series":
+            series = self._get(f"/series/{change.orthanc_id}")
+            parent = (series or {}).get("ParentStudy")
+            study = self._get(f"/studies/{parent}") if parent else None
+        else:
+            return None
+        return ((study or {}).get("MainDicomTags") or {}).get("StudyInstanceUID")

@@ -1,0 +1,77 @@
+"""``changes:<pacs>``: new and grown studies from Orthanc's change log, within seconds.
+
+The cursor is the last change sequence whose studies were submitted; a step reads up to
+``BATCHES`` x ``BATCH`` changes after it, resolves each study change to its
+StudyInstanceUID, asks the PACS for that study's PatientID and IssuerOfPatientID, submits a
+sync for every FHIR Patient that is that patient, and only then moves the cursor. The first
+step of a new cursor starts at the newest change (what was stored before is the backfill's).
+Deletions leave no trace in Orthanc's log: the sweep finds them.
+"""
+
+from __future__ import annotations
+
+from sidecar.fhir_store import FhirStore
+from sidecar.orthanc import STUDY_CHANGES, OrthancChanges
+from sidecar.pacs import PacsClient
+from sidecar.settings import PacsSettings
+from subscription_handlers.queue import SyncQueue
+from subscription_handlers.triggers.base import StepReport
+from subscription_handlers.triggers.patients import patients_of
+
+BATCH = 100
+BATCHES = 20
+
+
+class OrthancChangeFeed:
+    def __init__(
+        self,
+        pacs: PacsSettings,
+        orthanc: OrthancChanges,
+        client: PacsClient,
+        fhir: FhirStore,
+        queue: SyncQueue,
+    ) -> None:
+        self.name = f"changes:{pacs.name}"
+        self.interval = pacs.poll_seconds
+        self.pacs = pacs
+        self.orthanc = orthanc
+        self.client = client
+        self.fhir = fhir
+        self.queue = queue
+
+    def step(self) -> StepReport:
+        store = self.queue.triggers
+        cursor = store.cursor(self.name)
+        if cursor is None:
+            head = self.orthanc.last()
+            store.set_cursor(self.name, str(head))
+            return StepReport(cursor=str(head), lag=0, lag_unit="changes")
+        seq, enqueued = int(cursor), 0
+        for _ in range(BATCHES):
+            changes, last, done = self.orthanc.since(seq, BATCH)
+            resources = dict.fromkeys(
+                (c.resource_type, c.orthanc_id) for c in changes if c.change_type in STUDY_CHANGES
+            )
+            uids = [
+                uid
+                for change in (c for c in changes if (c.resource_type, c.orthanc_id) in resources)
+                if (uid := self._uid_once(change, resources)) is not None
+            ]
+            for record in self.client.find_studies(uids).values():
+                for patient_id in patients_of(self.fhir, self.pacs, record):
+                    self.queue.submit(patient_id, None, reason=self.name)
+                    enqueued += 1
+            store.set_cursor(self.name, str(last))  # after everything it covers is queued
+            seq = last
+            if done:
+                break
+        # a deletion removes its study's entries, so the newest may be older than the cursor
+        lag = max(0, self.orthanc.last() - seq)
+        return StepReport(enqueued, str(seq), lag=lag, lag_unit="changes")
+
+    def _uid_once(self, change, pending: dict) -> str | None:
+        key = (change.resource_type, change.orthanc_id)
+        if key not in pending:
+            return None
+        del pending[key]
+        return self.orthanc.study_uid(change)

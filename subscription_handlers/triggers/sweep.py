@@ -1,0 +1,94 @@
+"""``sweep:<pacs>``: the stored ImagingStudies checked against the PACS (deleted or moved).
+
+Every ``SIDECAR_SWEEP_SECONDS`` this walks the ImagingStudies of this PACS's Endpoint that
+are ``available`` or ``registered``, asks the PACS for them 50 UIDs at a time, and submits
+a sync of the subject of every study the PACS no longer has (the use case then sets it
+``unknown``) or files under another patient (``entered-in-error``; the new owner's Patients
+are submitted too, so the study moves). Its cost is one FHIR page per 200 stored studies
+and one QIDO per 50, per sweep: the bound on how fast a deletion is seen grows with the
+number of stored studies (docs/sync.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar import identity, qido
+from sidecar.fhir_store import FhirStore
+from sidecar.pacs import PacsClient
+from sidecar.settings import PacsSettings
+from subscription_handlers.queue import SyncQueue
+from subscription_handlers.triggers.base import StepReport
+from subscription_handlers.triggers.patients import patients_of
+
+BATCH = 50
+
+
+class StoredStudySweep:
+    def __init__(
+        self,
+        pacs: PacsSettings,
+        client: PacsClient,
+        fhir: FhirStore,
+        queue: SyncQueue,
+        interval: float,
+    ) -> None:
+        self.name = f"sweep:{pacs.name}"
+        self.interval = interval
+        self.pacs = pacs
+        self.client = client
+        self.fhir = fhir
+        self.queue = queue
+
+    def step(self) -> StepReport:
+        stored = self.fhir.iterate(
+            "ImagingStudy",
+            {
+                "endpoint": f"Endpoint/{self.pacs.endpoint_id}",
+                "status": "available,registered",
+                "_elements": "identifier,subject,status",
+            },
+        )
+        checked = enqueued = 0
+        batch: list[dict[str, Any]] = []
+        for study in stored:
+            batch.append(study)
+            if len(batch) == BATCH:
+                enqueued += self._check(batch)
+                checked += len(batch)
+                batch = []
+        if batch:
+            enqueued += self._check(batch)
+            checked += len(batch)
+        return StepReport(enqueued, extra={"checked": checked})
+
+    def _check(self, studies: list[dict[str, Any]]) -> int:
+        by_uid = {uid: s for s in studies if (uid := _study_uid(s))}
+        present = self.client.find_studies(by_uid)
+        subjects = {
+            ref.removeprefix("Patient/")
+            for s in studies
+            if (ref := (s.get("subject") or {}).get("reference", "")).startswith("Patient/")
+        }
+        patients = self.fhir.read_many("Patient", sorted(subjects))
+        wanted: set[str] = set()
+        for uid, study in by_uid.items():
+            subject = ((study.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
+            record = present.get(uid)
+            if record is None:
+                wanted.add(subject)  # gone from the PACS: the use case marks it unknown
+                continue
+            keys, _ = identity.patient_keys(patients.get(subject) or {}, [self.pacs])
+            if not any(qido.is_exact_patient(record, k.patient_id, k.issuer) for k in keys):
+                wanted.add(subject)  # refiled: entered-in-error here ...
+                wanted.update(patients_of(self.fhir, self.pacs, record))  # ... moved there
+        for patient_id in sorted(p for p in wanted if p):
+            self.queue.submit(patient_id, None, reason=self.name)
+        return len([p for p in wanted if p])
+
+
+def _study_uid(study: dict[str, Any]) -> str | None:
+    for ident in study.get("identifier") or []:
+        if ident.get("system") == "urn:dicom:uid":
+            return str(ident.get("value", "")).removeprefix("urn:oid:") or None
+    return None

@@ -1,0 +1,358 @@
+"""The triggers beside the Subscription: leases, cursors, and what each one submits.
+
+The queue is real (SQLite under tmp_path, and Redis where a redis-server is installed);
+the PACS is the loose fake DICOMweb server (plus a fake Orthanc change log); the FHIR
+server is a small stub that answers searches, so each test checks only the trigger's own
+decision: which Patients, when the cursor moves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sidecar.orthanc import OrthancChanges
+from sidecar.pacs import PacsClient
+from sidecar.settings import load_settings
+from subscription_handlers.coordination import SqliteTriggerStore
+from subscription_handlers.queue import SyncQueue, owner_is_dead
+from subscription_handlers.triggers.base import TriggerRunner
+from subscription_handlers.triggers.catch_up import CatchUp
+from subscription_handlers.triggers.changes import OrthancChangeFeed
+from subscription_handlers.triggers.recent import RecentStudies
+from subscription_handlers.triggers.resync import Resync
+from subscription_handlers.triggers.sweep import StoredStudySweep
+from tests.integration.conftest_sync import redis_server  # noqa: F401 - fixture
+from tests.unit.fake_dicomweb import FakeDicomWeb, study_row
+
+SYS = "urn:mrn"
+
+
+class StubFhir:
+    """Patients and ImagingStudies in memory; searches by identifier tokens (OR)."""
+
+    def __init__(self) -> None:
+        self.patients: dict[str, dict] = {}
+        self.studies: list[dict] = []
+
+    def add_patient(self, pid: str, mrn: str, updated: str = "2026-01-01T00:00:00.000+00:00"):
+        self.patients[pid] = {
+            "resourceType": "Patient",
+            "id": pid,
+            "identifier": [{"system": SYS, "value": mrn}],
+            "meta": {"lastUpdated": updated},
+        }
+
+    def search(self, resource_type, params, limit):
+        assert resource_type == "Patient"
+        wanted = {t.rpartition("|")[2].strip() for t in re.split(r"(?<!\\),", params["identifier"])}
+        return [p for p in self.patients.values() if p["identifier"][0]["value"] in wanted][:limit]
+
+    def iterate(self, resource_type, params):
+        if resource_type == "Patient":
+            since = params.get("_lastUpdated", "ge0000")[2:]
+            items = sorted(self.patients.values(), key=lambda p: p["meta"]["lastUpdated"])
+            return iter([p for p in items if p["meta"]["lastUpdated"] >= since])
+        return iter(list(self.studies))
+
+    def read_many(self, resource_type, ids):
+        return {i: self.patients[i] for i in ids if i in self.patients}
+
+
+@pytest.fixture
+def world(tmp_path, httpserver):
+    pacs_server = FakeDicomWeb(httpserver).install()
+    settings = load_settings(
+        {
+            "SIDECAR_DATA_DIR": str(tmp_path),
+            "SIDECAR_PATIENT_IDENTIFIERS": SYS,
+            "SIDECAR_PACS_MAIN_URL": pacs_server.url,
+            "SIDECAR_PACS_RETRIES": "0",
+        }
+    )
+    queue = SyncQueue(settings.sync, runner=lambda pid, refresh=False: None)
+    client = PacsClient(settings.pacs["main"], settings.qido)
+    yield settings, queue, client, pacs_server, StubFhir()
+    client.close()
+    queue.close()
+
+
+def pending(queue) -> dict[str, str]:
+    return {s.patient_id: s.reason for s in queue.pending()}
+
+
+# -- leases and cursors ------------------------------------------------------------------------
+
+
+def test_one_holder_at_a_time_expiry_and_a_dead_holder_taken_over(tmp_path):
+    store = SqliteTriggerStore(tmp_path / "q.sqlite3")
+    alive = lambda owner: False  # noqa: E731
+    assert store.acquire("t", "a", 0.3, alive)
+    assert not store.acquire("t", "b", 0.3, alive)
+    assert store.acquire("t", "a", 0.3, alive)  # the holder renews
+    time.sleep(0.35)
+    assert store.acquire("t", "b", 0.3, alive)  # expired: taken over
+    assert store.holder("t") == "b"
+    assert store.acquire("t", "c", 30, lambda owner: owner == "b")  # b died: at once
+    store.release("t", "c")
+    assert store.holder("t") is None
+
+
+def test_a_dead_process_of_this_host_is_recognised():
+    import os
+    import socket
+
+    assert not owner_is_dead(f"{socket.gethostname()}:{os.getpid()}:x")
+    assert owner_is_dead(f"{socket.gethostname()}:999999:x")
+
+
+def test_a_cursor_and_status_survive_a_new_store(tmp_path):
+    path = tmp_path / "q.sqlite3"
+    store = SqliteTriggerStore(path)
+    store.set_cursor("changes:main", "41")
+    store.update_status("changes:main", {"lag": 3}, enqueued=2)
+    again = SqliteTriggerStore(path).statuses()["changes:main"]
+    assert again["cursor"] == "41" and again["lag"] == 3 and again["enqueued"] == 2
+
+
+@pytest.mark.redis
+def test_the_redis_store_leases_and_counts(request):
+    import redis
+
+    from subscription_handlers.coordination import RedisTriggerStore
+
+    client = redis.Redis.from_url(request.getfixturevalue("redis_server"))
+    prefix = f"t{time.time_ns()}"
+    store = RedisTriggerStore(client, prefix)
+    alive = lambda owner: False  # noqa: E731
+    assert store.acquire("t", "a", 1, alive) and not store.acquire("t", "b", 1, alive)
+    assert store.acquire("t", "b", 1, lambda owner: owner == "a")
+    store.set_cursor("t", "7")
+    store.update_status("t", {"lag": 1}, enqueued=3)
+    store.update_status("t", {}, enqueued=1)
+    status = store.statuses()["t"]
+    assert status["cursor"] == "7" and status["enqueued"] == 4 and status["holder"] == "b"
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_the_runner_records_a_failure_and_the_next_success(world):
+    *_, queue, _, _, _ = world
+
+    class Flaky:
+        name, interval, calls = "flaky", 0.01, 0
+
+        def step(self):
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("PACS down")
+            from subscription_handlers.triggers.base import StepReport
+
+            return StepReport(lag=0)
+
+    trigger = Flaky()
+    runner = TriggerRunner(trigger, queue, lease_seconds=3)
+    runner.run_step()
+    assert "PACS down" in queue.triggers.statuses()["flaky"]["error"]
+    runner.run_step()
+    status = queue.triggers.statuses()["flaky"]
+    assert status["error"] is None and status["last_ok"] and status["interval"] == 0.01
+
+
+def test_two_runners_never_step_at_once(world):
+    *_, queue, _, _, _ = world
+    overlaps, running = [], set()
+
+    class Slow:
+        name, interval = "slow", 0.01
+
+        def step(self):
+            from subscription_handlers.triggers.base import StepReport
+
+            if running:
+                overlaps.append(1)
+            running.add(1)
+            time.sleep(0.05)
+            running.clear()
+            return StepReport()
+
+    stop = threading.Event()
+    runners = [TriggerRunner(Slow(), queue, lease_seconds=3) for _ in range(2)]
+    for r in runners:
+        r.start(stop)
+    time.sleep(0.6)
+    stop.set()
+    for r in runners:
+        r.thread.join(2)
+    assert not overlaps
+
+
+# -- Orthanc's change log -------------------------------------------------------------------
+
+
+class FakeOrthanc:
+    """``/changes`` and ``/studies/{id}`` of an Orthanc, on the same fake server."""
+
+    def __init__(self, server) -> None:
+        self.changes: list[dict] = []
+        self.studies: dict[str, str] = {}  # Orthanc id -> StudyInstanceUID
+        server.expect_request("/orthanc/changes").respond_with_handler(self._changes)
+        server.expect_request(re.compile(r"^/orthanc/studies/.*")).respond_with_handler(self._study)
+
+    def add(self, change_type: str, orthanc_id: str, uid: str) -> None:
+        self.studies[orthanc_id] = uid
+        seq = len(self.changes) + 1
+        self.changes.append(
+            {"ChangeType": change_type, "ResourceType": "Study", "ID": orthanc_id, "Seq": seq}
+        )
+
+    def _changes(self, request):
+        from werkzeug import Response
+
+        last = len(self.changes)
+        if "last" in request.args:
+            return Response(json.dumps({"Changes": [], "Done": True, "Last": last}))
+        since, limit = int(request.args["since"]), int(request.args.get("limit", 100))
+        page = [c for c in self.changes if c["Seq"] > since][:limit]
+        covered = page[-1]["Seq"] if page else last
+        body = {"Changes": page, "Done": covered >= last, "Last": covered}
+        return Response(json.dumps(body), content_type="application/json")
+
+    def _study(self, request):
+        from werkzeug import Response
+
+        uid = self.studies.get(request.path.rpartition("/")[2])
+        if uid is None:
+            return Response("{}", status=404)
+        return Response(json.dumps({"MainDicomTags": {"StudyInstanceUID": uid}}))
+
+
+def test_new_studies_in_the_change_log_submit_their_patients_and_move_the_cursor(world):
+    settings, queue, client, pacs_server, fhir = world
+    orthanc = FakeOrthanc(pacs_server.server)
+    pacs = settings.pacs["main"].model_copy(
+        update={"orthanc_url": pacs_server.server.url_for("/orthanc")}
+    )
+    feed = OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+    orthanc.add("NewStudy", "o-old", "1.0")  # before the cursor existed: the backfill's
+    assert feed.step().cursor == "1" and pending(queue) == {}
+    fhir.add_patient("p-a", "A1")
+    fhir.add_patient("p-b", "B1")
+    pacs_server.studies = [study_row("A1", "1.1"), study_row("B1", "1.2"), study_row("C1", "1.3")]
+    orthanc.add("NewStudy", "o-1", "1.1")
+    orthanc.add("StableStudy", "o-1", "1.1")
+    orthanc.add("NewStudy", "o-2", "1.2")
+    orthanc.add("NewStudy", "o-3", "1.3")  # no FHIR Patient: nothing
+    report = feed.step()
+    assert pending(queue) == {"p-a": "changes:main", "p-b": "changes:main"}
+    assert report.cursor == "5" and report.lag == 0
+    assert queue.triggers.cursor("changes:main") == "5"
+    feed.step()  # nothing new
+    assert len(queue.pending()) == 2
+
+
+def test_a_kill_before_the_cursor_moves_resubmits_and_skips_nothing(world):
+    settings, queue, client, pacs_server, fhir = world
+    orthanc = FakeOrthanc(pacs_server.server)
+    pacs = settings.pacs["main"].model_copy(
+        update={"orthanc_url": pacs_server.server.url_for("/orthanc")}
+    )
+    feed = OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+    feed.step()
+    fhir.add_patient("p-a", "A1")
+    pacs_server.studies = [study_row("A1", "1.1")]
+    orthanc.add("NewStudy", "o-1", "1.1")
+    store = queue.triggers
+    original = store.set_cursor
+    store.set_cursor = lambda name, value: (_ for _ in ()).throw(SystemExit("kill -9"))
+    with pytest.raises(SystemExit):
+        feed.step()
+    store.set_cursor = original
+    assert queue.triggers.cursor("changes:main") == "0"  # not moved: the change is redone
+    feed.step()
+    assert queue.triggers.cursor("changes:main") == "1"
+    assert list(pending(queue)) == ["p-a"]  # submitted twice, queued once
+
+
+# -- the other triggers ----------------------------------------------------------------------
+
+
+def test_recent_studies_submit_new_and_grown_studies_once(world):
+    settings, queue, client, pacs_server, fhir = world
+    fhir.add_patient("p-a", "A1")
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    row = study_row("A1", "1.1", date=today) | {"00201208": {"vr": "IS", "Value": [1]}}
+    pacs_server.studies = [row]
+    recent = RecentStudies(settings.pacs["main"], client, fhir, queue)
+    assert recent.step().enqueued == 1
+    queue.ledger.clear()
+    assert recent.step().enqueued == 0  # nothing new
+    pacs_server.studies = [row | {"00201208": {"vr": "IS", "Value": [2]}}]
+    assert recent.step().enqueued == 1
+
+
+def stored(uid: str, subject: str) -> dict:
+    return {
+        "resourceType": "ImagingStudy",
+        "id": uid,
+        "status": "available",
+        "subject": {"reference": f"Patient/{subject}"},
+        "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}],
+    }
+
+
+def test_the_sweep_submits_deleted_and_refiled_studies_and_their_new_owners(world):
+    settings, queue, client, pacs_server, fhir = world
+    for pid, mrn in (("p-a", "A1"), ("p-b", "B1"), ("p-c", "C1")):
+        fhir.add_patient(pid, mrn)
+    fhir.studies = [stored("1.1", "p-a"), stored("1.2", "p-b"), stored("1.3", "p-c")]
+    # 1.1 still A1's; 1.2 deleted; 1.3 now filed under B1
+    pacs_server.studies = [study_row("A1", "1.1"), study_row("B1", "1.3")]
+    sweep = StoredStudySweep(settings.pacs["main"], client, fhir, queue, interval=60)
+    report = sweep.step()
+    assert set(pending(queue)) == {"p-b", "p-c"}
+    assert report.extra["checked"] == 3
+
+
+def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
+    settings, queue, client, _, fhir = world
+    from sidecar import wiring
+    from subscription_handlers.sync import fingerprint_for
+
+    fetch = wiring.build(settings).fetch
+    now = datetime.now(UTC)
+    recent = (now - timedelta(minutes=5)).isoformat(timespec="milliseconds")
+    fhir.add_patient("p-a", "A1", updated=recent)
+    fhir.add_patient("p-old", "O1", updated=(now - timedelta(days=3)).isoformat())
+    catch_up = CatchUp(fetch, fhir, queue, interval=60, lookback_seconds=3600)
+    report = catch_up.step()
+    assert pending(queue) == {"p-a": "catch-up"} and report.enqueued == 1
+    assert queue.triggers.cursor("catch-up") == recent
+    # synced since: an unchanged Patient found again costs nothing
+    from subscription_handlers.state import begin, succeed
+
+    queue.ledger.update("p-a", lambda s: begin(s, "h:1:x", time.time(), 30))
+    fp = fingerprint_for(fetch, fhir.patients["p-a"])
+    queue.ledger.update("p-a", lambda s: succeed(s, "h:1:x", time.time(), fp, "synced"))
+    assert catch_up.step().enqueued == 0
+
+
+def test_resync_waits_a_period_then_submits_every_mappable_patient_with_refresh(world):
+    settings, queue, _, _, fhir = world
+    from sidecar import wiring
+
+    fetch = wiring.build(settings).fetch
+    fhir.add_patient("p-a", "A1")
+    fhir.add_patient("p-x", "X1")
+    fhir.patients["p-x"]["identifier"] = []  # nothing a PACS maps: not submitted
+    resync = Resync(fetch, fhir, queue, period=3600)
+    assert resync.step().enqueued == 0  # the first period starts now
+    queue.triggers.set_cursor("resync", str(time.time() - 7200))
+    assert resync.step().enqueued == 1
+    (state,) = queue.pending()
+    assert state.patient_id == "p-a" and state.refresh and state.reason == "resync"
