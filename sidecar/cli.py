@@ -57,10 +57,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
         triggers = trigger_report(services.queue)
     finally:
         services.close()
-    results["subscription"] = {
-        "status": "ok" if subscription.get("status") == "active" else "down",
-        "reason": subscription.get("reason") or subscription.get("status"),
-    }
+    ok = subscription.get("status") == "active" and not subscription.get("differs")
+    reason = subscription.get("reason") or subscription.get("status")
+    if subscription.get("differs") and not subscription.get("reason"):
+        reason = f"{reason}, but not the Subscription these settings would register"
+    results["subscription"] = {"status": "ok" if ok else "down", "reason": reason}
     for name, result in results.items():
         reason = f"  ({result['reason']})" if result.get("reason") else ""
         print(f"{name}: {result['status']}{reason}")

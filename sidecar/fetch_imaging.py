@@ -99,6 +99,7 @@ class PacsAnswer:
     foreign: int = 0  # study records not exactly this patient's (or outside the criteria)
     invalid_uids: list[str] = field(default_factory=list)  # study records without a valid UID
     reused: list[Resource] = field(default_factory=list)  # stored studies nothing changed in
+    foreign_contents: int = 0  # series/instance rows of another patient under a study UID
 
 
 @dataclass
@@ -236,7 +237,7 @@ class FetchImaging:
         raise AssertionError("unreachable")
 
     def _claimants(self, patient_id: str, keys: list[PatientKey]) -> dict[str, list[PatientKey]]:
-        tokens = identity.claim_tokens(keys)
+        tokens = identity.claim_tokens(keys, self.settings.pacs.values())
         candidates = self.fhir.search(
             "Patient",
             {"identifier": ",".join(tokens), "_elements": "identifier,link,active"},
@@ -333,6 +334,8 @@ class FetchImaging:
             found = client.search_patient_studies(key.patient_id, key.issuer, request.criteria)
             answer.foreign += found.dropped
             answer.invalid_uids += found.invalid_uids
+            if key.issuer is None:
+                _refuse_mixed_issuers(client.name, key, found.records)
             for record in found.records:
                 by_uid.setdefault(qido.first_value(record, qido.STUDY_INSTANCE_UID), record)
         level = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}.get(depth)
@@ -342,8 +345,12 @@ class FetchImaging:
                 by_uid.pop(_study_uid(reused) or "", None)
         answer.records = list(by_uid.values())
         if level:
-            for contents in client.study_contents(by_uid, level).values():
-                answer.records.extend(contents)
+            for uid, contents in client.study_contents(by_uid, level).items():
+                # a StudyInstanceUID a PACS also files under another patient: only this
+                # patient's series and instances (rows that say whose they are)
+                mine = [r for r in contents if _same_patient(r, by_uid[uid])]
+                answer.foreign_contents += len(contents) - len(mine)
+                answer.records.extend(mine)
         log.info(
             "queried PACS",
             extra={"pacs": client.name, "study_uids": sorted(by_uid), "dropped": answer.foreign},
@@ -425,6 +432,8 @@ class FetchImaging:
         if missing:  # studies stored under another patient: read them to compare
             for k, v in self.fhir.read_many("ImagingStudy", missing).items():
                 stored[("ImagingStudy", k)] = v
+            blocked = self._blocked_moves(patient_id, missing, stored, issues)
+            studies = [s for s in studies if s["id"] not in blocked]
         withdrawn = (
             self._withdrawn(patient_id, keys, studies, stored)
             if request.criteria.is_complete
@@ -481,6 +490,51 @@ class FetchImaging:
             **counts,
         )
 
+    def _blocked_moves(
+        self,
+        patient_id: str,
+        study_ids: list[str],
+        stored: dict[tuple[str, str], Resource],
+        issues: list[dict[str, Any]],
+    ) -> set[str]:
+        """Studies stored for another Patient that the PACS *still* files under that
+        Patient's identifiers (the same StudyInstanceUID used for two patients): they are
+        not moved. A study moves only when its Patient no longer carries the identifier."""
+        owners: dict[str, str] = {}
+        for sid in study_ids:
+            before = stored.get(("ImagingStudy", sid))
+            ref = ((before or {}).get("subject") or {}).get("reference", "")
+            if before and ref != f"Patient/{patient_id}" and ref.startswith("Patient/"):
+                owners[sid] = ref.removeprefix("Patient/")
+        if not owners:
+            return set()
+        patients = self.fhir.read_many("Patient", sorted(set(owners.values())))
+        uids = {sid: _study_uid(stored[("ImagingStudy", sid)]) or "" for sid in owners}
+        rows: dict[str, list[Record]] = {}
+        for name, client in self.pacs.items():
+            for uid, records in client.find_studies(uids.values()).items():
+                rows.setdefault(uid, []).extend({**r, "_pacs": name} for r in records)
+        blocked = set()
+        for sid, owner in owners.items():
+            keys, _ = identity.patient_keys(patients.get(owner) or {}, self.settings.pacs.values())
+            if any(
+                qido.is_exact_patient(row, k.patient_id, k.issuer)
+                for row in rows.get(uids[sid], [])
+                for k in keys
+                if k.pacs == row["_pacs"]
+            ):
+                blocked.add(sid)
+                issues.append(
+                    issue(
+                        "warning",
+                        "multiple-matches",
+                        f"ImagingStudy/{sid} was not moved: the PACS files StudyInstanceUID "
+                        f"{uids[sid]} under Patient/{owner}'s identifiers too (one UID for "
+                        "two patients needs fixing in the PACS)",
+                    )
+                )
+        return blocked
+
     def _withdrawn(
         self,
         patient_id: str,
@@ -515,11 +569,11 @@ class FetchImaging:
         has it, None (leave it) if a PACS still files it under this patient."""
         status = STATUS_GONE
         for name, client in self.pacs.items():
-            record = client.find_study(study_uid)
-            if record is None:
+            records = client.find_study(study_uid)
+            if not records:
                 continue
             mine = [k for k in keys if k.pacs == name]
-            if any(qido.is_exact_patient(record, k.patient_id, k.issuer) for k in mine):
+            if any(qido.is_exact_patient(r, k.patient_id, k.issuer) for r in records for k in mine):
                 return None
             status = STATUS_REFILED
         return status
@@ -536,10 +590,42 @@ def _endpoint(pacs: PacsSettings) -> Resource:
     )
 
 
+def _refuse_mixed_issuers(pacs: str, key: PatientKey, records: list[Record]) -> None:
+    """An identifier without issuer takes a PatientID's studies under any issuer; when the PACS
+    files that PatientID under several issuers, those are several patients: 409."""
+    issuers = {qido.first_value(r, qido.ISSUER_OF_PATIENT_ID) for r in records} - {None}
+    if len(issuers) > 1:
+        raise AmbiguousPatient(
+            f"PACS {pacs} files PatientID {key.patient_id!r} under several issuers "
+            f"({', '.join(sorted(i for i in issuers if i))}); the identifier system "
+            f"{key.system!r} implies no issuer and cannot tell these patients apart. Map it "
+            "to an issuer (SIDECAR_PACS_<NAME>_PATIENT_IDENTIFIERS system|ISSUER)"
+        )
+
+
+def _same_patient(row: Record, study: Record) -> bool:
+    """A series/instance row is the study record's patient's unless it says otherwise."""
+    for tag in (qido.PATIENT_ID, qido.ISSUER_OF_PATIENT_ID):
+        value = qido.first_value(row, tag)
+        if value is not None and value != qido.first_value(study, tag):
+            return False
+    return True
+
+
 def _drop_issues(answers: Any) -> list[dict[str, Any]]:
     """One issue per kind of study record the PACS sent and the sidecar left out."""
     issues = []
     for answer in answers:
+        if answer.foreign_contents:
+            issues.append(
+                issue(
+                    "warning",
+                    "multiple-matches",
+                    f"PACS {answer.pacs}: {answer.foreign_contents} series/instance record(s) "
+                    "under this patient's StudyInstanceUIDs belong to another patient (a UID "
+                    "used for two patients) and were left out",
+                )
+            )
         if answer.foreign:
             DROPPED.inc(answer.foreign)
             issues.append(

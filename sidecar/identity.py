@@ -19,8 +19,10 @@ References: FHIR R4 Patient.identifier.use / period, Patient.link
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sidecar import qido
@@ -45,15 +47,51 @@ class PatientKey:
         """What the PACS files studies under: (PACS, PatientID, IssuerOfPatientID)."""
         return self.pacs, self.patient_id, self.issuer
 
+    def overlaps(self, other: PatientKey) -> bool:
+        """Whether both keys can name one study: the same PACS and PatientID, and issuers
+        that are equal or not asked for (a key without issuer takes any issuer's studies)."""
+        return (
+            self.pacs == other.pacs
+            and self.patient_id == other.patient_id
+            and (self.issuer is None or other.issuer is None or self.issuer == other.issuer)
+        )
 
-def current_identifiers(patient: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    """Patient.identifier entries in use (not ``use = old``, no ended ``period``)."""
+
+def current_identifiers(
+    patient: Mapping[str, Any], now: datetime | None = None
+) -> Iterable[Mapping[str, Any]]:
+    """Patient.identifier entries in use: not ``use = old``, no ``period.end`` in the past
+    (an end in the future is a planned retirement, still in use now)."""
+    moment = now or datetime.now(UTC)
     for ident in patient.get("identifier") or []:
         if not isinstance(ident, Mapping):
             continue
-        if ident.get("use") == "old" or (ident.get("period") or {}).get("end"):
+        if ident.get("use") == "old" or _ended(ident.get("period"), moment):
             continue  # a retired identifier must not pull another patient's studies
         yield ident
+
+
+def _ended(period: Any, now: datetime) -> bool:
+    """Whether an R4 Period's ``end`` (date or dateTime) lies before ``now``; an end that
+    cannot be read counts as ended (refuse rather than risk another patient's studies)."""
+    end = (period or {}).get("end") if isinstance(period, Mapping) else None
+    if not end:
+        return False
+    text = str(end)
+    try:
+        if len(text) <= 10:  # YYYY, YYYY-MM, YYYY-MM-DD: the end of that year/month/day
+            parts = [int(p) for p in text.split("-")]
+            year = parts[0]
+            month = parts[1] if len(parts) > 1 else 12
+            day = parts[2] if len(parts) > 2 else calendar.monthrange(year, month)[1]
+            moment = datetime(year, month, day, 23, 59, 59, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        return True
+    return moment < now
 
 
 def patient_keys(
@@ -101,18 +139,27 @@ def is_merged_away(patient: Mapping[str, Any]) -> bool:
     )
 
 
-def claim_tokens(keys: Iterable[PatientKey]) -> list[str]:
-    """``identifier`` search tokens that find every Patient claiming one of these keys.
+def claim_tokens(keys: Iterable[PatientKey], pacs: Iterable[PacsSettings]) -> list[str]:
+    """``identifier`` search tokens that find every Patient claiming one of these keys:
+    under *every* system its PACS maps to an overlapping issuer, not only the key's own.
 
     DICOM pads LO values with spaces (PS3.5 6.2); a FHIR server may or may not trim, so
     each value is also asked for with a trailing and a leading space.
     """
+    by_name = {p.name: p for p in pacs}
     tokens: list[str] = []
     for key in keys:
-        for value in (key.patient_id, f"{key.patient_id} ", f" {key.patient_id}"):
-            token = identifier_token(key.system, value)
-            if token not in tokens:
-                tokens.append(token)
+        mappings = by_name[key.pacs].patient_identifiers if key.pacs in by_name else ()
+        systems = [
+            m.system
+            for m in mappings
+            if key.issuer is None or m.issuer is None or m.issuer == key.issuer
+        ] or [key.system]
+        for system in dict.fromkeys(systems):
+            for value in (key.patient_id, f"{key.patient_id} ", f" {key.patient_id}"):
+                token = identifier_token(system, value)
+                if token not in tokens:
+                    tokens.append(token)
     return tokens
 
 
@@ -122,8 +169,9 @@ def claimants(
     candidates: Iterable[Mapping[str, Any]],
     pacs: Iterable[PacsSettings],
 ) -> dict[str, list[PatientKey]]:
-    """Other Patients (by id) whose current identifiers imply one of ``keys``."""
-    wanted = {k.identity: k for k in keys}
+    """Other Patients (by id) whose current identifiers imply a key overlapping one of
+    ``keys`` (the same PACS patient, or a key without issuer that takes its studies)."""
+    mine = list(keys)
     pacs_list = list(pacs)
     found: dict[str, list[PatientKey]] = {}
     for other in candidates:
@@ -131,7 +179,7 @@ def claimants(
         if not isinstance(other_id, str) or other_id == patient_id or is_merged_away(other):
             continue
         theirs, _ = patient_keys(other, pacs_list)
-        shared = [wanted[k.identity] for k in theirs if k.identity in wanted]
+        shared = [k for k in mine if any(k.overlaps(t) for t in theirs)]
         if shared:
             found[other_id] = list(dict.fromkeys(shared))
     return found

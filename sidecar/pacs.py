@@ -138,27 +138,27 @@ class PacsClient:
 
         return self._pages("study", page)
 
-    def find_study(self, study_uid: str) -> Record | None:
-        """The study-level record of one study, whoever's it is (None if the PACS lacks it)."""
-        return self.find_studies([study_uid]).get(study_uid)
+    def find_study(self, study_uid: str) -> list[Record]:
+        """The study-level records of one study, whoever's they are (none: the PACS lacks
+        it; several: the PACS files one StudyInstanceUID under several patients)."""
+        return self.find_studies([study_uid]).get(study_uid, [])
 
-    def find_studies(self, study_uids: Iterable[str]) -> dict[str, Record]:
+    def find_studies(self, study_uids: Iterable[str]) -> dict[str, list[Record]]:
         """Study-level records of these studies that the PACS holds, whoever's they are.
 
         One query per 50 UIDs (UID list matching, PS3.4 C.2.2.2.2); asks for
         IssuerOfPatientID (0010,0021), which Orthanc returns only when asked.
         """
         uids = [u for u in dict.fromkeys(study_uids) if qido.is_uid(u)]
-        found: dict[str, Record] = {}
+        found: dict[str, list[Record]] = {}
         for start in range(0, len(uids), UID_BATCH):
             batch = uids[start : start + UID_BATCH]
             filters = [(qido.STUDY_INSTANCE_UID, ",".join(batch))]
-            fields = (qido.ISSUER_OF_PATIENT_ID, *qido.STUDY_FIELDS)
-            for page in self.study_pages(filters, fields=fields):
+            for page in self.study_pages(filters, fields=qido.STUDY_FIELDS):
                 for record in page:
                     uid = qido.first_value(record, qido.STUDY_INSTANCE_UID)
                     if uid in batch:
-                        found[uid] = record
+                        found.setdefault(uid, []).append(record)
         return found
 
     # -- series / instance level ---------------------------------------------------------

@@ -39,6 +39,7 @@ _MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
 
 # Fields asked for per level; Orthanc returns StudyDescription only when asked.
 STUDY_FIELDS = (
+    ISSUER_OF_PATIENT_ID,  # returned by Orthanc only when asked or used as a filter
     "00081030",  # StudyDescription
     "00080090",  # ReferringPhysicianName
     "00081060",  # NameOfPhysiciansReadingStudy

@@ -169,5 +169,8 @@ def serve(
         "on_exit": on_exit,
         "child_exit": child_exit,
         "proc_name": "dicom-fhir-sidecar",
+        # gunicorn 25.1+ has a control socket at one path per user: two sidecars on a host
+        # would take it from each other; nothing of ours uses it
+        "control_socket_disable": True,
     }
     SidecarApplication(settings, options).run()

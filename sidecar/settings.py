@@ -23,9 +23,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -38,10 +40,12 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sidecar import settings_names as names
+from sidecar.fhir_values import is_fhir_id
+from sidecar.qido import RefusedValue, check_match_value
 
 AuthMode = Literal["none", "basic", "bearer", "oauth2"]
 PACS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-Positive = Annotated[float, Field(gt=0)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class SettingsError(ValueError):
@@ -55,11 +59,40 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-def _strip_slash(value: Any) -> Any:
-    return value.strip().rstrip("/") if isinstance(value, str) else value
+def _url(value: Any) -> Any:
+    """An http(s) URL without credentials, query or fragment; trailing slashes dropped."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise ValueError("must be an http(s) URL without spaces")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "credentials do not belong in a URL (it is logged and published): use the "
+            "_USERNAME/_PASSWORD (or _TOKEN) variables"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or a fragment")
+    return text
 
 
-Url = Annotated[str, BeforeValidator(_strip_slash), Field(pattern=r"^https?://[^\s/]+")]
+def _count(value: Any) -> Any:
+    """Whole numbers only: a TOML ``true`` is not 1."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not a boolean")
+    return value
+
+
+def _fhir_id(value: Any) -> Any:
+    if value is not None and not is_fhir_id(value):
+        raise ValueError("must be a FHIR id (1-64 of A-Z a-z 0-9 - .)")
+    return value
+
+
+Url = Annotated[str, BeforeValidator(_url)]
+Count = Annotated[int, BeforeValidator(_count)]
+FhirId = Annotated[str, AfterValidator(_fhir_id)]
 Secrets = Annotated[tuple[SecretStr, ...], BeforeValidator(_comma_list)]
 
 
@@ -127,6 +160,11 @@ def parse_identifier_mappings(value: Any) -> Any:
         system, _, issuer = item.partition("|")
         if not system.strip():
             raise ValueError(f"identifier mapping {item!r}: the system is empty")
+        if issuer.strip():
+            try:
+                check_match_value(issuer, what=f"the issuer of {system.strip()!r}")
+            except RefusedValue as exc:
+                raise ValueError(str(exc)) from None
         mappings.append({"system": system.strip(), "issuer": issuer.strip() or None})
     return tuple(mappings)
 
@@ -142,7 +180,7 @@ class FhirSettings(_Group):
     base_url: Url = "http://127.0.0.1:8080/fhir"
     auth: HttpAuth = HttpAuth()
     timeout_seconds: Positive = 30.0
-    retries: int = Field(1, ge=0)  # idempotent requests, after connect errors / 502-504
+    retries: Count = Field(1, ge=0)  # idempotent requests, after connect errors / 502-504
 
 
 class PacsSettings(_Group):
@@ -155,12 +193,12 @@ class PacsSettings(_Group):
     timezone: str | None = None  # IANA zone for DICOM times without an offset
     patient_identifiers: IdentifierMappings = ()
     accession_system: str | None = None
-    endpoint_id: str | None = None  # FHIR id of this PACS's Endpoint (default dicomweb-<name>)
+    endpoint_id: FhirId | None = None  # this PACS's Endpoint id (default dicomweb-<name>)
     # imaging-side change detection (docs/sync.md "FHIR follows the PACS")
     changes: Literal["orthanc", "qido", "none"] = "qido"
     orthanc_url: Url | None = None  # Orthanc's REST root (default: url without /dicom-web)
     poll_seconds: Positive = 10.0  # how often the change feed / recent studies are read
-    recent_days: int = Field(2, ge=1)  # qido: the StudyDate window polled for new studies
+    recent_days: Count = Field(2, ge=1)  # qido: the StudyDate window polled for new studies
     create_patients: bool = False  # a study of an unknown patient creates its Patient
 
     @field_validator("timezone")
@@ -193,10 +231,10 @@ class QidoSettings(_Group):
 
     timeout_seconds: Positive = 20.0
     connect_timeout_seconds: Positive = 3.0
-    retries: int = Field(1, ge=0)
-    concurrency: int = Field(4, ge=1)
-    page_size: int = Field(500, ge=1)
-    max_pages: int = Field(2000, ge=1)  # a PACS that ignores offset must not loop forever
+    retries: Count = Field(1, ge=0)
+    concurrency: Count = Field(4, ge=1)
+    page_size: Count = Field(500, ge=1)
+    max_pages: Count = Field(2000, ge=1)  # a PACS that ignores offset must not loop forever
 
 
 class SyncSettings(_Group):
@@ -208,18 +246,18 @@ class SyncSettings(_Group):
     queue_path: Path | None = None  # default: <data_dir>/queue.sqlite3
     queue_name: str = "dicom-fhir-sync"
     # retries of a sync through PACS/FHIR outages: delay * backoff**n, capped
-    max_attempts: int = Field(10, ge=1)
+    max_attempts: Count = Field(10, ge=1)
     retry_delay_seconds: Positive = 5.0
     retry_backoff: float = Field(2.0, ge=1.0)
     retry_max_delay_seconds: Positive = 300.0
     # workers
-    worker_threads: int = Field(2, ge=1)
+    worker_threads: Count = Field(2, ge=1)
     lease_seconds: float = Field(60.0, ge=3.0)  # renewed every lease/3 while a sync runs
     reconcile_seconds: Positive = 15.0  # how often a worker re-queues lost or stale work
     stale_queued_seconds: Positive = 120.0  # a queued job not started by then is re-queued
     poll_max_seconds: Positive = 0.5  # SQLite backend: longest wait between queue polls
     # registration of the Subscription and the OperationDefinition
-    subscription_id: str = "dicom-fhir-sidecar-patient"
+    subscription_id: FhirId = "dicom-fhir-sidecar-patient"
     register_on_start: bool = True
     registration_check_seconds: Positive = 60.0
     activation_timeout_seconds: Positive = 30.0
@@ -284,15 +322,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if not self.pacs:
-            raise ValueError("at least one PACS is required")
+            raise ValueError("SIDECAR_PACS: at least one PACS is required")
         endpoint_ids = [p.endpoint_id for p in self.pacs.values()]
         if len(set(endpoint_ids)) != len(endpoint_ids):
-            raise ValueError("each PACS needs its own endpoint_id")
+            raise ValueError("SIDECAR_PACS_<NAME>_ENDPOINT_ID: each PACS needs its own Endpoint id")
         overlap = {s.get_secret_value() for s in self.relay_secret} & {
             s.get_secret_value() for s in self.notify_secret
         }
         if overlap:
-            raise ValueError("the notify secret and the relay secret must differ")
+            raise ValueError(
+                "SIDECAR_NOTIFY_SECRET and SIDECAR_RELAY_SECRET (or SIDECAR_SHARED_SECRET) "
+                "must differ: the notify secret is stored in the Subscription"
+            )
         if self.sync.queue_path is None:
             sync = self.sync.model_copy(update={"queue_path": self.data_dir / "queue.sqlite3"})
             object.__setattr__(self, "sync", sync)

@@ -218,6 +218,12 @@ class NamedSource(PydanticBaseSettingsSource):
             k[len(PREFIX) :]: v for k, v in environ.items() if k.startswith(PREFIX) and v != ""
         }
         self.values = {**file_values, **env_values}
+        ignored = set(toml_pacs_names(self.toml_path)) - set(pacs_names(self.values, None))
+        if ignored and PACS_LIST in env_values:
+            raise SourceError(
+                f"SIDECAR_CONFIG: [pacs.{sorted(ignored)[0]}] is not one of SIDECAR_PACS "
+                f"({env_values[PACS_LIST]}): a typo, or add it there"
+            )
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # __call__ builds the whole dict at once
@@ -252,9 +258,6 @@ def describe(error: ValidationError) -> str:
     name = env_name(tuple(first["loc"]))
     message = str(first["msg"]).removeprefix("Value error, ")
     given = first.get("input")
-    shown = (
-        f" (got {given!r})"
-        if isinstance(given, str | int | float) and name and not is_secret(name[len(PREFIX) :])
-        else ""
-    )
+    quiet = name is None or is_secret(name[len(PREFIX) :]) or name.endswith(("_URL", "_ROOT"))
+    shown = f" (got {given!r})" if isinstance(given, str | int | float) and not quiet else ""
     return f"{name}: {message}{shown}" if name else message

@@ -17,8 +17,9 @@ from flask import Blueprint, Response, request
 from sidecar.auth import SECRET_HEADER, AcceptedCredentials, check_caller
 from sidecar.outcome import FetchError
 from sidecar.web.context import current_services
-from sidecar.web.responses import outcome_response
+from sidecar.web.responses import outcome_response, read_body
 from subscription_handlers.patient_rules import (
+    MAX_PAYLOAD_BYTES,
     InvalidNotification,
     parse_patient_payload,
     validate_patient_id,
@@ -64,10 +65,12 @@ def patient_changed(patient_id: str) -> Response:
         return denied
     try:
         patient = parse_patient_payload(
-            patient_id, request.get_data(cache=False), request.content_type
+            patient_id, read_body(MAX_PAYLOAD_BYTES), request.content_type
         )
     except InvalidNotification as exc:
         return outcome_response(exc.status, "invalid", str(exc))
+    except FetchError as exc:  # the body is larger than a Patient may be
+        return outcome_response(exc.status, exc.code, exc.diagnostics)
     return _submit(patient_id, fingerprint_for(current_services().fetch, patient), "update")
 
 

@@ -30,8 +30,10 @@ from .text_loss import (
 )
 from .timing import started
 from .values import (
+    NONCONFORMANT_UID,
     clean_text,
     has_control_characters,
+    is_conformant_uid,
     parse_cs,
     parse_modality,
     parse_tm,
@@ -415,6 +417,13 @@ def _extract_into(r: _Reader, facts: Facts, zone: ZoneInfo | None) -> None:
     sop_uid, sop_bad = _uid(r, t.SOP_INSTANCE_UID)
     record_at = oc.where(study_uid, series_uid, sop_uid)
     r.locator = record_at
+    for tag, uid in (
+        (t.STUDY_INSTANCE_UID, study_uid),
+        (t.SERIES_INSTANCE_UID, series_uid),
+        (t.SOP_INSTANCE_UID, sop_uid),
+    ):
+        if uid is not None and not is_conformant_uid(uid):
+            r.warn(oc.INVALID, tag, "kept although not a conformant UID", NONCONFORMANT_UID)
 
     if study_uid is None:
         what = "invalid" if study_bad else "missing"

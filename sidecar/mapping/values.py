@@ -51,6 +51,16 @@ def has_control_characters(value: str) -> bool:
     return bool(_CONTROL_RE.search(value.strip(" \x00")))
 
 
+#: Why a UID with a leading zero in a component is reported (kept: harmless in FHIR).
+NONCONFORMANT_UID = "a component with a leading zero (PS3.5 9.1)"
+_CONFORMANT_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+
+
+def is_conformant_uid(value: str) -> bool:
+    """Whether a UID follows PS3.5 9.1 exactly (no component starts with 0 unless it is 0)."""
+    return bool(_CONFORMANT_UID.fullmatch(value))
+
+
 def parse_uid(value: object) -> str | None:
     """A valid DICOM UID (PS3.5 9.1) with padding removed, else None."""
     if not isinstance(value, str):
@@ -202,19 +212,32 @@ def pn_components(group: str) -> list[str]:
 
 
 def render_pn(value: object) -> str | None:
-    """A readable display for a PN value: ``Prefix Given Middle Family Suffix``.
+    """A readable display for a PN value (PS3.5 6.2.1): every component group kept.
 
-    Uses the alphabetic group; falls back to the ideographic then phonetic group, which
-    are rendered family-name first as is usual in CJK scripts.
+    The alphabetic group reads ``Prefix Given Middle Family Suffix``, unless it is written
+    in a CJK script (ISO_IR 192 allows that), where the family name comes first as in the
+    ideographic and phonetic groups. Ideographic and phonetic groups follow in parentheses:
+    ``Tarou Yamada (山田 太郎, やまだ たろう)``; nothing of the name is dropped.
     """
-    alphabetic, ideographic, phonetic = pn_groups(value)
-    family, given, middle, prefix, suffix = pn_components(alphabetic)
-    text = " ".join(p for p in (prefix, given, middle, family, suffix) if p)
-    if text:
-        return text
-    for group in (ideographic, phonetic):
-        family, given, middle, prefix, suffix = pn_components(group)
-        text = " ".join(p for p in (prefix, family, given, middle, suffix) if p)
-        if text:
-            return text
-    return None
+    rendered = [
+        _render_group(group, eastern=index > 0) for index, group in enumerate(pn_groups(value))
+    ]
+    present = list(dict.fromkeys(r for r in rendered if r))
+    if not present:
+        return None
+    first, rest = present[0], present[1:]
+    return f"{first} ({', '.join(rest)})" if rest else first
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def _render_group(group: str, *, eastern: bool) -> str:
+    family, given, middle, prefix, suffix = pn_components(group)
+    family_first = eastern or bool(_CJK.search(group))
+    order = (
+        (prefix, family, given, middle, suffix)
+        if family_first
+        else (prefix, given, middle, family, suffix)
+    )
+    return " ".join(p for p in order if p)

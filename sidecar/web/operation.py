@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, request
 
 from sidecar.auth import AcceptedCredentials, check_caller
 from sidecar.fetch_params import parse_fetch_parameters
-from sidecar.outcome import BadRequest, FetchError, PayloadTooLarge, WritesNeedPost
+from sidecar.outcome import BadRequest, FetchError, WritesNeedPost
 from sidecar.parameters_body import parameters_from_resource, parse_json_body
 from sidecar.web.context import current_services
-from sidecar.web.responses import FHIR_JSON, fhir_response
+from sidecar.web.responses import FHIR_JSON, fhir_response, read_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("operation", __name__)
@@ -20,14 +21,17 @@ MAX_PARAMETERS_BYTES = 64 * 1024  # a Parameters body of this operation is a few
 
 def _pairs() -> list[tuple[str, str]]:
     pairs = list(request.args.items(multi=True))
-    if (request.content_length or 0) > MAX_PARAMETERS_BYTES:
-        raise PayloadTooLarge(f"the request body is larger than {MAX_PARAMETERS_BYTES} bytes")
-    if request.method == "POST" and request.get_data():
+    body = read_body(MAX_PARAMETERS_BYTES) if request.method == "POST" else b""
+    if body:
         mimetype = request.mimetype or ""
         if mimetype == "application/x-www-form-urlencoded":
-            pairs += list(request.form.items(multi=True))
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("the form body is not UTF-8") from None
+            pairs += parse_qsl(text, keep_blank_values=True)
         elif mimetype in (FHIR_JSON, "application/json"):
-            pairs += parameters_from_resource(parse_json_body(request.get_data()))
+            pairs += parameters_from_resource(parse_json_body(body))
         else:
             raise BadRequest(f"unsupported content type {mimetype!r}; send {FHIR_JSON}")
     return pairs
@@ -40,6 +44,8 @@ def _run(patient_id: str | None) -> Response:
         settings.relay_secret, settings.bearer_tokens, anonymous=settings.allow_anonymous
     )
     try:
+        if request.method not in ("GET", "POST"):  # HEAD and OPTIONS too: Flask adds them
+            raise WritesNeedPost(f"{request.method} is not supported: invoke it with POST")
         check_caller(request.headers, accepted)
         fetch_request = parse_fetch_parameters(_pairs(), patient_id=patient_id)
         if request.method == "GET" and fetch_request.persist:
@@ -62,11 +68,16 @@ def _run(patient_id: str | None) -> Response:
     return fhir_response(result.bundle(settings.fhir.base_url))
 
 
-@bp.route("/fhir/Patient/<patient_id>/$fetch-imaging", methods=["GET", "POST"])
+METHODS = ["GET", "POST", "HEAD", "OPTIONS"]  # HEAD/OPTIONS answered 405 by _run
+
+
+@bp.route(
+    "/fhir/Patient/<patient_id>/$fetch-imaging", methods=METHODS, provide_automatic_options=False
+)
 def instance_level(patient_id: str) -> Response:
     return _run(patient_id)
 
 
-@bp.route("/fhir/Patient/$fetch-imaging", methods=["GET", "POST"])
+@bp.route("/fhir/Patient/$fetch-imaging", methods=METHODS, provide_automatic_options=False)
 def type_level() -> Response:
     return _run(None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 
-from sidecar.outcome import issue, operation_outcome
+from sidecar.outcome import PayloadTooLarge, issue, operation_outcome
 
 FHIR_JSON = "application/fhir+json"
 
@@ -21,6 +21,17 @@ def fhir_response(body: dict[str, Any], status: int = 200, **headers: str) -> Re
     )
     response.headers.update(headers)
     return response
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes, whether a Content-Length announced it or it
+    came chunked; more is a 413 (PayloadTooLarge) and is not read."""
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    return data
 
 
 def outcome_response(

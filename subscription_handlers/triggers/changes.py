@@ -57,10 +57,11 @@ class OrthancChangeFeed:
                 for change in (c for c in changes if (c.resource_type, c.orthanc_id) in resources)
                 if (uid := self._uid_once(change, resources)) is not None
             ]
-            for record in self.client.find_studies(uids).values():
-                for patient_id in patients_of(self.fhir, self.pacs, record):
-                    self.queue.submit(patient_id, None, reason=self.name)
-                    enqueued += 1
+            for records in self.client.find_studies(uids).values():
+                for record in records:
+                    for patient_id in patients_of(self.fhir, self.pacs, record):
+                        self.queue.submit(patient_id, None, reason=self.name)
+                        enqueued += 1
             store.set_cursor(self.name, str(last))  # after everything it covers is queued
             seq = last
             if done:

@@ -74,14 +74,18 @@ class StoredStudySweep:
         wanted: set[str] = set()
         for uid, study in by_uid.items():
             subject = ((study.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
-            record = present.get(uid)
-            if record is None:
+            records = present.get(uid)
+            if not records:
                 wanted.add(subject)  # gone from the PACS: the use case marks it unknown
                 continue
             keys, _ = identity.patient_keys(patients.get(subject) or {}, [self.pacs])
-            if not any(qido.is_exact_patient(record, k.patient_id, k.issuer) for k in keys):
+            exact = [
+                r for r in records for k in keys if qido.is_exact_patient(r, k.patient_id, k.issuer)
+            ]
+            if not exact:
                 wanted.add(subject)  # refiled: entered-in-error here ...
-                wanted.update(patients_of(self.fhir, self.pacs, record))  # ... moved there
+                for record in records:  # ... moved there
+                    wanted.update(patients_of(self.fhir, self.pacs, record))
         for patient_id in sorted(p for p in wanted if p):
             self.queue.submit(patient_id, None, reason=self.name)
         return len([p for p in wanted if p])

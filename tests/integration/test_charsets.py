@@ -21,7 +21,7 @@ CASES = {
     "ISO_IR 100": ("Épaule droite, contrôle", "Coupes axiales à 5 mm", "Müller^Jürgen"),
 }
 DISPLAY = {  # ReferringPhysicianName rendered "given family" (docs/dicom-fhir-mapping.md)
-    "ISO_IR 192": "太郎 山田",
+    "ISO_IR 192": "山田 太郎",  # CJK script: family name first
     "ISO_IR 144": "Иван Иванов",
     "ISO_IR 126": "Γιώργος Παπαδόπουλος",
     "ISO_IR 100": "Jürgen Müller",

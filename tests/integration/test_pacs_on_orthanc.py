@@ -23,8 +23,7 @@ def test_a_study_still_filed_under_the_patient_is_never_withdrawn(stack, sample_
     client = PacsClient(settings.pacs["main"], settings.qido)
     try:
         for uid in uids:
-            record = client.find_study(uid)
-            assert record is not None
+            (record,) = client.find_study(uid)
             assert qido.is_exact_patient(record, "P-1001", "HOSP-A"), record
     finally:
         client.close()

@@ -106,6 +106,32 @@ def test_a_second_patient_with_the_same_mrn_gets_409_and_moves_nothing(
     assert stored_state(fhir) == before
 
 
+def test_an_issuerless_identifier_of_the_same_patientid_is_a_conflict(caller, fhir, owner):
+    """`urn:example:mrn:no-issuer` maps to PatientID alone: it takes P-1001's studies under
+    any issuer, so it claims the same PACS patient as `hosp-a|P-1001`."""
+    before = stored_state(fhir)
+    twin = f"trust-plain-{uuid.uuid4().hex[:8]}"
+    body = {
+        "resourceType": "Patient",
+        "id": twin,
+        "identifier": [{"system": SYSTEMS[None], "value": ROSTER_PID}],
+    }
+    fhir.http.put(f"{fhir.base}/Patient/{twin}", json=body).raise_for_status()
+    for patient_id in (twin, owner):
+        assert_outcome(caller.call(patient_id), 409)
+    assert stored_state(fhir) == before
+
+
+def test_head_and_options_write_nothing(caller, fhir, owner):
+    before = stored_state(fhir)
+    fhir.http.delete(f"{fhir.base}/ImagingStudy/{next(iter(before))}")
+    after_delete = stored_state(fhir)
+    for method in ("HEAD", "OPTIONS"):
+        r = caller.call(owner, method)
+        assert 400 <= r.status_code < 500, (method, r.status_code)
+    assert stored_state(fhir) == after_delete  # nothing re-created
+
+
 def test_a_merged_away_record_is_no_conflict(caller, fhir, owner):
     old = f"trust-old-{uuid.uuid4().hex[:8]}"
     link = [{"type": "replaced-by", "other": {"reference": f"Patient/{owner}"}}]

@@ -114,12 +114,14 @@ def test_library_modules_read_no_environment():
     readers = set()
     for name, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Attribute)
-                and node.attr in ("environ", "getenv")
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "os"
-            ):
+            attribute = isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")
+            imported = isinstance(node, ast.ImportFrom) and (
+                node.module == "os" and {a.name for a in node.names} & {"environ", "getenv"}
+            )
+            aliased = isinstance(node, ast.Import) and any(
+                a.name == "os" and a.asname for a in node.names
+            )
+            if attribute or imported or aliased:
                 readers.add(name)
     assert readers <= ENVIRONMENT_READERS, readers - ENVIRONMENT_READERS
 

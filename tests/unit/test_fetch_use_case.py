@@ -26,6 +26,8 @@ from sidecar.settings import load_settings
 from tests.unit.fake_dicomweb import FakeDicomWeb, study_row
 
 SYS_A = "urn:example:mrn:hosp-a"
+SYS_A_NEW = "urn:example:mrn:hosp-a-new"  # a second system for the same issuer
+SYS_PLAIN = "urn:example:mrn:no-issuer"  # PatientID alone: studies under any issuer
 
 
 def study_record(pid, uid, issuer="HOSP-A", date="20200101"):
@@ -129,7 +131,7 @@ def world(httpserver):
     server = FakeDicomWeb(httpserver).install()
     settings = load_settings(
         {
-            "SIDECAR_PATIENT_IDENTIFIERS": f"{SYS_A}|HOSP-A",
+            "SIDECAR_PATIENT_IDENTIFIERS": f"{SYS_A}|HOSP-A,{SYS_A_NEW}|HOSP-A,{SYS_PLAIN}",
             "SIDECAR_PACS_MAIN_URL": server.url,
             "SIDECAR_PACS_RETRIES": "0",
         }
@@ -424,3 +426,66 @@ def test_steady_state_reads_no_instances_and_a_refresh_reads_all(world):
     assert instance_queries() == first + 3
     study = next(s for s in changed.studies if s["id"] == "1.2.1")
     assert len(study["series"][0]["instance"]) == 2 and changed.updated == 1
+
+
+@pytest.mark.parametrize(("system", "value"), [(SYS_PLAIN, "12"), (SYS_A_NEW, "12")])
+def test_another_system_naming_the_same_pacs_patient_is_a_conflict(world, system, value):
+    """An issuer-less system takes the PatientID's studies under every issuer, and a second
+    system mapped to the same issuer names the same patient: both claim p12's studies."""
+    fetch, fhir, _ = world
+    fetch(FetchRequest(patient_id="p12"))
+    before = versions(fhir)
+    fhir.store[("Patient", "other")] = {
+        "resourceType": "Patient",
+        "id": "other",
+        "identifier": [{"system": system, "value": value}],
+    }
+    for pid in ("other", "p12"):
+        with pytest.raises((DuplicatePatient, AmbiguousPatient)) as err:  # both 409
+            fetch(FetchRequest(patient_id=pid))
+        assert err.value.status == 409
+    assert versions(fhir) == before
+
+
+def test_an_issuerless_identifier_is_refused_when_the_pacs_mixes_issuers(world):
+    fetch, fhir, _ = world  # the PACS files PatientID 12 under HOSP-A and HOSP-B
+    fhir.store[("Patient", "plain")] = {
+        "resourceType": "Patient",
+        "id": "plain",
+        "identifier": [{"system": SYS_PLAIN, "value": "12"}],
+    }
+    del fhir.store[("Patient", "p12")]
+    with pytest.raises(AmbiguousPatient, match="several issuers"):
+        fetch(FetchRequest(patient_id="plain"))
+    assert not fhir.transactions
+
+
+def test_an_identifier_that_ends_in_the_future_is_still_in_use(world):
+    fetch, fhir, _ = world
+    fhir.store[("Patient", "p12")]["identifier"][0]["period"] = {"end": "2999-12-31"}
+    assert fetch(FetchRequest(patient_id="p12")).created == 2
+    fhir.store[("Patient", "p123")]["identifier"][0]["period"] = {"end": "2001-01-01"}
+    with pytest.raises(NotMappable):
+        fetch(FetchRequest(patient_id="p123"))
+
+
+def test_one_study_uid_for_two_patients_neither_moves_nor_mixes(world):
+    from tests.unit.fake_dicomweb import instance_row
+
+    fetch, fhir, pacs = world
+    pacs.server.instances["1.2.1"] = [instance_row("1.2.1", "1.2.1.1", "1.2.1.1.1")]
+    fetch(FetchRequest(patient_id="p12"))
+    before = versions(fhir)
+    # the PACS now also files StudyInstanceUID 1.2.1 under PatientID 123 (another person)
+    evil = instance_row("1.2.1", "6.6.6", "6.6.6.1") | {"00100020": {"vr": "LO", "Value": ["123"]}}
+    pacs.server.instances["1.2.1"].append(evil)
+    pacs.server.studies.append(study_record("123", "1.2.1"))
+    mine = fetch(FetchRequest(patient_id="p12", refresh=True))
+    study = next(s for s in mine.studies if s["id"] == "1.2.1")
+    assert [s["uid"] for s in study["series"]] == ["1.2.1.1"]  # not the other's series
+    theirs = fetch(FetchRequest(patient_id="p123"))
+    assert "1.2.1" not in {s["id"] for s in theirs.studies}
+    assert any("not moved" in i["diagnostics"] for i in theirs.issues)
+    stored = fhir.store[("ImagingStudy", "1.2.1")]
+    assert stored["subject"] == {"reference": "Patient/p12"}
+    assert versions(fhir)[("ImagingStudy", "1.2.1")] == before[("ImagingStudy", "1.2.1")]

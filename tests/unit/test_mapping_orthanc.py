@@ -112,8 +112,8 @@ STORED_TEXT = {
     f"{CS}.192": (
         "頭部CT 造影",
         "軸位 5mm 脳",
-        "Hanako Yamada",
-        "Ichiro Suzuki",
+        "Hanako Yamada (山田 花子, やまだ はなこ)",  # every group kept (values.render_pn)
+        "Ichiro Suzuki (鈴木 一郎, すずき いちろう)",
     ),
     f"{CS}.144": ("КТ грудной клетки", "Аксиальные 5 мм", "Иван Иванов", "Анна Петрова"),
     f"{CS}.126": (

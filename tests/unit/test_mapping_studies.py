@@ -324,7 +324,7 @@ def test_non_ascii_names_through_real_encodings(charset):
     ds.StudyDescription = "胸部CT" if charset == "ISO_IR 192" else "Chest CT"
     ds = _roundtrip(ds)
     (study,) = map_studies([ds], subject=SUBJECT).studies
-    assert study["referrer"] == {"display": "Hanako Yamada"}
+    assert study["referrer"] == {"display": "Hanako Yamada (山田 花子)"}
     patient = build_patient(ds)
     validate_r4(patient)
     assert patient["name"][0]["family"] == "Yamada"

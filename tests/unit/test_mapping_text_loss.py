@@ -166,7 +166,13 @@ def _dataset(charset: str, **values) -> Dataset:
 @pytest.mark.parametrize(
     ("charset", "description", "series", "referrer", "display"),
     [
-        ("ISO_IR 192", "頭部CT 造影", "軸位 5mm 脳", "Yamada^Hanako=山田^花子", "Hanako Yamada"),
+        (
+            "ISO_IR 192",
+            "頭部CT 造影",
+            "軸位 5mm 脳",
+            "Yamada^Hanako=山田^花子",
+            "Hanako Yamada (山田 花子)",
+        ),
         ("ISO_IR 144", "КТ грудной клетки", "Аксиальные 5 мм", "Иванов^Иван", "Иван Иванов"),
         ("ISO_IR 126", "Αξονική τομογραφία", "Εγκάρσιες τομές", "Νικολάου^Μαρία", "Μαρία Νικολάου"),
         ("ISO_IR 100", "Thorax-Röntgen?", "Lunge ÄÖÜ ß «axial»", "Müller^Zoë", "Zoë Müller"),

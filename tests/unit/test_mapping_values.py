@@ -129,7 +129,11 @@ def test_parse_cs():
 def test_render_pn_orders_readably_and_keeps_non_ascii():
     assert render_pn("Doe^John^Q^Dr.^Jr.") == "Dr. John Q Doe Jr."
     assert render_pn("Müller^Zoë") == "Zoë Müller"
-    assert render_pn("Yamada^Tarou=山田^太郎=やまだ^たろう") == "Tarou Yamada"
+    assert (
+        render_pn("Yamada^Tarou=山田^太郎=やまだ^たろう")
+        == "Tarou Yamada (山田 太郎, やまだ たろう)"
+    )
+    assert render_pn("山田^花子") == "山田 花子"  # a CJK alphabetic group: family first
     assert render_pn("=山田^太郎") == "山田 太郎"  # ideographic only: family first
     assert render_pn("^^^^") is None
     assert render_pn("") is None
@@ -166,3 +170,21 @@ def test_has_control_characters_ignores_padding():
     assert not has_control_characters("line one\r\nline two\tend")
     assert has_control_characters("a\x1b$Bb")
     assert has_control_characters("page\x0cbreak")
+
+
+def test_a_uid_with_a_leading_zero_is_kept_and_named():
+    from sidecar.mapping import map_studies
+
+    record = {
+        "0020000D": {"vr": "UI", "Value": ["1.2.3"]},
+        "0020000E": {"vr": "UI", "Value": ["1.2.3.04"]},
+        "00080018": {"vr": "UI", "Value": ["1.2.3.4.05"]},
+        "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
+        "00080060": {"vr": "CS", "Value": ["CT"]},
+    }
+    result = map_studies([record], subject={"reference": "Patient/p"})
+    (study,) = result.studies
+    assert study["series"][0]["uid"] == "1.2.3.04"
+    texts = " ".join(i["diagnostics"] for i in result.issues)
+    assert "SeriesInstanceUID (0020,000E)" in texts and "SOPInstanceUID (0008,0018)" in texts
+    assert "leading zero" in texts

@@ -101,7 +101,7 @@ def test_a_pacs_that_ignores_offset_ends_in_a_clear_error(pacs):
 
 def test_find_study_asks_for_the_issuer(pacs):
     pacs.studies = [study_row("12", "1.1", "HOSP-A")]
-    record = client_for(pacs.url).find_study("1.1")
+    (record,) = client_for(pacs.url).find_study("1.1")
     assert qido.first_value(record, qido.ISSUER_OF_PATIENT_ID) == "HOSP-A"
     (query,) = pacs.query_strings()
     assert query.startswith("0020000D=1.1&includefield=00100021&")

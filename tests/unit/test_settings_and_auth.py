@@ -157,3 +157,36 @@ def test_the_error_names_the_variable():
                 "SIDECAR_PACS_SECOND_AUTH": "bearer",
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"SIDECAR_FHIR_BASE_URL": "http://user:pw@fhir/base"}, "SIDECAR_FHIR_BASE_URL"),
+        ({"SIDECAR_PACS_MAIN_URL": "http://o:o@pacs/dicom-web"}, "SIDECAR_PACS_MAIN_URL"),
+        ({"SIDECAR_PACS_MAIN_WADO_ROOT": "http://p/dw?x=1"}, "SIDECAR_PACS_MAIN_WADO_ROOT"),
+        ({"SIDECAR_FHIR_BASE_URL": "http://a b/fhir"}, "SIDECAR_FHIR_BASE_URL"),
+        ({"SIDECAR_PACS_MAIN_ENDPOINT_ID": "Patient/x"}, "SIDECAR_PACS_MAIN_ENDPOINT_ID"),
+        ({"SIDECAR_SUBSCRIPTION_ID": "bad id!"}, "SIDECAR_SUBSCRIPTION_ID"),
+        ({"SIDECAR_PATIENT_IDENTIFIERS": "sys|A*"}, "SIDECAR_PACS_MAIN_PATIENT_IDENTIFIERS"),
+        ({"SIDECAR_PACS_TIMEOUT_SECONDS": "inf"}, "SIDECAR_PACS_TIMEOUT_SECONDS"),
+        ({"SIDECAR_PACS": " , "}, "SIDECAR_PACS"),
+        ({"SIDECAR_RELAY_SECRET": "a", "SIDECAR_NOTIFY_SECRET": "a"}, "SIDECAR_NOTIFY_SECRET"),
+        ({"SIDECAR_SHARED_SECRET": "a", "SIDECAR_NOTIFY_SECRET": "a"}, "SIDECAR_SHARED_SECRET"),
+    ],
+)
+def test_a_bad_value_stops_the_start_naming_its_variable(env, name):
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    assert name in str(err.value)
+    assert "pw" not in str(err.value)
+
+
+def test_a_boolean_is_no_count_and_a_pacs_table_must_be_listed(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("page_size = true\n")
+    with pytest.raises(SettingsError, match="SIDECAR_PAGE_SIZE"):
+        load_settings({"SIDECAR_CONFIG": str(config)})
+    config.write_text('[pacs.mian]\nurl = "http://x:1/dicom-web"\n')
+    with pytest.raises(SettingsError, match=r"\[pacs.mian\]"):
+        load_settings({"SIDECAR_CONFIG": str(config), "SIDECAR_PACS": "main"})

@@ -181,3 +181,33 @@ def test_trigger_state_reaches_metrics_and_healthz(tmp_path):
 def test_app_refuses_to_start_without_caller_credentials(tmp_path):
     with pytest.raises(RuntimeError, match="SIDECAR_RELAY_SECRET"):
         wiring.create_web_app(load_settings({"SIDECAR_DATA_DIR": str(tmp_path)}))
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+def test_head_and_options_never_run_the_fetch(app_and_fetch, method):
+    client, fetch = app_and_fetch
+    r = client.open("/fhir/Patient/p1/$fetch-imaging", method=method, headers=AUTH)
+    assert r.status_code == 405 and not fetch.requests
+
+
+def test_a_chunked_body_is_bounded_like_any_other(app_and_fetch):
+    import io
+
+    client, fetch = app_and_fetch
+    data = b"persist=false&" + b"x=" + b"a" * 100_000
+    r = client.post(
+        "/fhir/Patient/p1/$fetch-imaging",
+        input_stream=io.BytesIO(data),
+        headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert r.status_code == 413 and r.json["issue"][0]["code"] == "too-long"
+    assert not fetch.requests
+    small = b"persist=false"
+    r = client.post(
+        "/fhir/Patient/p1/$fetch-imaging",
+        input_stream=io.BytesIO(small),
+        headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert r.status_code == 200 and fetch.requests[0].persist is False

@@ -21,6 +21,7 @@ import org.springframework.web.filter.OncePerRequestFilter;
  * up to them reach this filter:
  *
  * <ul>
+ *   <li>a method FHIR's REST API does not use (TRACE, made-up ones): 405 with {@code Allow};
  *   <li>request target (path and query) longer than {@code maxUriLength} characters: 414;
  *   <li>header fields larger than {@code maxHeaderBytes} in all ({@code name: value\r\n} each) or more
  *       than {@code maxHeaderCount} of them: 431;
@@ -33,6 +34,10 @@ import org.springframework.web.filter.OncePerRequestFilter;
  */
 public class RequestLimitsFilter extends OncePerRequestFilter {
 
+	/** The HTTP methods of FHIR's RESTful API (R4 http.html), and HEAD/OPTIONS; others: 405. */
+	static final java.util.List<String> FHIR_METHODS =
+			java.util.List.of("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS");
+
 	private final HapiProperties.Limits limits;
 
 	public RequestLimitsFilter(HapiProperties.Limits limits) {
@@ -42,6 +47,12 @@ public class RequestLimitsFilter extends OncePerRequestFilter {
 	@Override
 	protected void doFilterInternal(HttpServletRequest request, HttpServletResponse response, FilterChain chain)
 			throws ServletException, IOException {
+		if (!FHIR_METHODS.contains(request.getMethod())) {
+			// Tomcat and the servlet API answer an unknown method with 501 (a 5xx for client input)
+			response.setHeader("Allow", String.join(", ", FHIR_METHODS));
+			refuse(response, 405, "The method " + request.getMethod() + " is not used by FHIR's REST API.");
+			return;
+		}
 		String query = request.getQueryString();
 		long uriLength = request.getRequestURI().length() + (query == null ? 0 : 1 + query.length());
 		if (uriLength > limits.getMaxUriLength()) {

@@ -140,6 +140,15 @@ class HttpErrorsTest {
 	}
 
 	@Test
+	void aMethodFhirDoesNotUseIs405NotA5xx() throws IOException {
+		for (String method : new String[] {"FOO", "TRACE", "PROPFIND"}) {
+			String[] answer = exchange(method + " /fhir/Patient HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", null);
+			assertOutcome(answer, 405, "not-supported"); // TRACE: Tomcat's own 405, rendered by the valve
+			assertTrue(method.equals("TRACE") || answer[0].contains("Allow: GET, HEAD, POST"), answer[0]);
+		}
+	}
+
+	@Test
 	void largeOrManyHeadersAre431() throws IOException {
 		assertOutcome(get("/fhir/metadata", "X-Big: " + "x".repeat(20_000) + "\r\n"), 431, "too-long");
 		assertOutcome(get("/fhir/metadata", "X-Big: " + "x".repeat(70_000) + "\r\n"), 431, "too-long");
