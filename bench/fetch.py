@@ -169,12 +169,16 @@ def steady_floor(pid: str, fhir_id: str) -> float:
         fields=qido.STUDY_FIELDS,
         limit=500,
     )
-    pacs.get(f"{PACS}/dicom-web/studies?{query}", headers={"Accept": "application/dicom+json"})
-    fhir.get(
-        f"{FHIR}/ImagingStudy",
-        params={"subject": f"Patient/{fhir_id}", "_count": 200},
-        headers={"Cache-Control": "no-cache", "Accept": "application/fhir+json"},
-    ).raise_for_status()
+    pacs.get(
+        f"{PACS}/dicom-web/studies?{query}", headers={"Accept": "application/dicom+json"}
+    ).json()
+    url: str | None = f"{FHIR}/ImagingStudy?subject=Patient/{fhir_id}&_count=200"
+    while url:  # every page, parsed, as any client must
+        page = fhir.get(
+            url, headers={"Cache-Control": "no-cache", "Accept": "application/fhir+json"}
+        )
+        page.raise_for_status()
+        url = next((x["url"] for x in page.json().get("link", []) if x["relation"] == "next"), None)
     return time.perf_counter() - started
 
 

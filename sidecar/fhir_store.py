@@ -32,6 +32,7 @@ T = TypeVar("T")
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = frozenset({502, 503, 504})
 _ID_CHUNK = 50  # ids per _id search, to keep URLs short
+PAGE_SIZE = 200  # our HAPI serves up to 500 a page (hapi.fhir.max-page-size)
 _RETRY_PAUSE_SECONDS = 0.2
 
 
@@ -116,24 +117,35 @@ class FhirStore:
 
     def search(self, resource_type: str, params: dict[str, Any], *, limit: int) -> list[Resource]:
         """One page of a search (at most ``limit`` resources)."""
-        search = self.client.resources(resource_type).search(**params).limit(limit)
-        return self._call(lambda: [r.serialize() for r in search.fetch()])
+        return next(self._pages(resource_type, {**params, "_count": limit}), [])[:limit]
 
     def search_all(self, resource_type: str, params: dict[str, Any]) -> list[Resource]:
         """Every match, following the Bundle's ``next`` links."""
-        search = self.client.resources(resource_type).search(**params).limit(200)
-        return self._call(lambda: [r.serialize() for r in search.fetch_all()])
+        return list(self.iterate(resource_type, params))
 
     def iterate(self, resource_type: str, params: dict[str, Any]) -> Iterator[Resource]:
         """Every match, one page in memory at a time (``next`` links followed lazily)."""
-        search = self.client.resources(resource_type).search(**params).limit(200)
-        iterator = iter(search)
-        while True:
-            try:
-                resource = self._call(lambda: next(iterator))
-            except StopIteration:
+        for page in self._pages(resource_type, {"_count": PAGE_SIZE, **params}):
+            yield from page
+
+    def _pages(self, resource_type: str, params: dict[str, Any]) -> Iterator[list[Resource]]:
+        """The searchset's pages, as plain resource dicts (fhirpy's ``execute`` keeps them
+        as parsed: a patient's 100 full ImagingStudies converted to fhirpy resources and
+        back cost more than the request itself)."""
+        bundle = self._call(lambda: self.client.execute(resource_type, method="get", params=params))
+        while bundle:
+            yield [
+                e["resource"]
+                for e in bundle.get("entry") or []
+                if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e
+            ]
+            following = next(
+                (x.get("url") for x in bundle.get("link") or [] if x.get("relation") == "next"),
+                None,
+            )
+            if not following:
                 return
-            yield resource.serialize()
+            bundle = self._call(lambda u=following: self.client.execute(u, method="get"))
 
     def find_patients(self, token: str, *, limit: int = 2) -> list[Resource]:
         """Patients matching an ``identifier`` search token (already escaped, see qido)."""

@@ -42,7 +42,9 @@ public class FhirServerConfig {
 		subscriptionTriggering.ifPresent(server::registerProvider); // $trigger-subscription
 		server.setServerConformanceProvider(new JpaCapabilityStatementProvider(
 				server, systemDao, storageSettings, searchParamRegistry, validationSupport));
-		// search results page through the database, not the heap
+		// search results page through the database, not the heap; a patient's ImagingStudies
+		// (the sidecar asks _count=200) come in one page, not four of HAPI's default 50
+		pagingProvider.setMaximumPageSize(properties.getMaxPageSize());
 		server.setPagingProvider(pagingProvider);
 		server.setDefaultResponseEncoding(EncodingEnum.JSON);
 		if (!properties.getServerAddress().isBlank()) {

@@ -21,6 +21,9 @@ public class HapiProperties {
 	/** Fixed base URL for links in responses; empty = taken from each incoming request. */
 	private String serverAddress = "";
 
+	/** Largest {@code _count} a search page may have (HAPI's own default: 50). */
+	private int maxPageSize = 500;
+
 	private final Subscription subscription = new Subscription();
 
 	private final Limits limits = new Limits();
@@ -99,6 +102,14 @@ public class HapiProperties {
 
 	public void setCustomInterceptorClasses(List<String> customInterceptorClasses) {
 		this.customInterceptorClasses = customInterceptorClasses;
+	}
+
+	public int getMaxPageSize() {
+		return maxPageSize;
+	}
+
+	public void setMaxPageSize(int maxPageSize) {
+		this.maxPageSize = maxPageSize;
 	}
 
 	public String getServerAddress() {
