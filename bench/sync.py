@@ -68,8 +68,10 @@ class LocalStack:
             )
         }
         self.notify_secret = self._env["SIDECAR_NOTIFY_SECRET"]
+        self.relay_secret = self._env["SIDECAR_RELAY_SECRET"]
         self.fhir_base = self._env["SIDECAR_FHIR_BASE_URL"]
         self.pacs_main = PacsServer("main", "http://127.0.0.1:8042", "orthanc", "orthanc")
+        self.pacs = {"main": self.pacs_main}
 
     def env(self) -> dict[str, str]:
         return dict(self._env)
