@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -49,7 +50,9 @@ class EmbeddedWorker:
         self._thread.start()
 
     def _spawn(self) -> None:
-        self.process = subprocess.Popen(self.command, start_new_session=False)
+        # the worker stops by itself when this process dies without stopping it (SIGKILL)
+        command = [*self.command, "--exit-with-parent", str(os.getpid())]
+        self.process = subprocess.Popen(command, start_new_session=False)
         log.info("embedded sync worker started", extra={"pid": self.process.pid})
 
     def _supervise(self) -> None:

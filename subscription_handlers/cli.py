@@ -24,6 +24,9 @@ def add_parsers(subparsers: Any) -> None:
     worker.add_argument(
         "--shutdown-timeout", type=float, default=60.0, help="seconds SIGTERM waits for jobs"
     )
+    worker.add_argument(  # set by `serve` for its embedded worker
+        "--exit-with-parent", type=int, metavar="PID", help="stop when process PID is gone"
+    )
     worker.set_defaults(func=cmd_worker)
 
     register = subparsers.add_parser(
@@ -60,10 +63,12 @@ def _services() -> Any:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from sidecar.logs import configure_logging
-    from subscription_handlers.worker import run_worker
+    from subscription_handlers.worker import exit_with_parent, run_worker
 
     services = _services()
     configure_logging(services.settings.log_level)
+    if args.exit_with_parent:
+        exit_with_parent(args.exit_with_parent)
     try:
         run_worker(
             services.queue,

@@ -9,7 +9,10 @@ stops at once. Either way nothing is lost: a job cut short is recovered by ``rec
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
+import time
 from collections.abc import Sequence
 
 from subscription_handlers.queue import SyncQueue
@@ -32,6 +35,22 @@ def maintain(queue: SyncQueue, stop: threading.Event) -> None:
                 queue.reconcile()
         except Exception:  # noqa: BLE001 - storage hiccup: try again next tick
             log.exception("queue maintenance failed")
+
+
+def exit_with_parent(parent_pid: int, every: float = 1.0) -> threading.Thread:
+    """Stop this worker (SIGTERM to itself: jobs finish, leases are released) once process
+    ``parent_pid`` is gone, e.g. a ``serve`` killed with SIGKILL, which cannot stop its
+    embedded worker: an orphan would go on syncing with the old settings."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every)
+        log.warning("parent process gone; stopping", extra={"parent_pid": parent_pid})
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def run_worker(

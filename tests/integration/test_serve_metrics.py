@@ -6,9 +6,12 @@ sync worker records must reach ``/metrics`` whichever gunicorn worker answers th
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -81,3 +84,52 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
         return False
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found = []
+    for task in tasks.iterdir() if tasks.exists() else []:
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _runs(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting for its reaper is not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_the_embedded_worker_stops_when_serve_is_killed_9(stack, tmp_path):
+    port = free_port()
+    env, _ = sync_environment(stack, tmp_path, port=port)
+    env["SIDECAR_REGISTER_ON_START"] = "false"
+    running = SyncStack(env, port, tmp_path)
+    serve = running._spawn(
+        "serve",
+        ["-m", "sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+    )
+    worker: int | None = None
+    try:
+        wait_until(lambda: _answers(f"{running.url}/livez"), 60, what="serve")
+
+        def embedded_worker() -> int | None:
+            for child in _children(serve.popen.pid):
+                if b"worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return child
+            return None
+
+        wait_until(lambda: embedded_worker() is not None, 30, what="the embedded worker")
+        worker = embedded_worker()
+        assert worker is not None
+        serve.popen.send_signal(signal.SIGKILL)
+        serve.popen.wait(10)
+        # no orphan syncing on with the old settings: it stops within a few seconds
+        wait_until(lambda: not _runs(worker), 30, what="the orphaned worker to stop")
+    finally:
+        running.stop_all()
+        if worker is not None and _runs(worker):  # the test failed: leave no orphan behind
+            os.kill(worker, signal.SIGKILL)
