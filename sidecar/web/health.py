@@ -1,5 +1,10 @@
 """``/livez`` (the process answers), ``/healthz`` (the FHIR server and every PACS reachable,
-plus the sync's section) and ``/metrics`` (Prometheus text format, every process's)."""
+plus the sync's section) and ``/metrics`` (Prometheus text format, every process's).
+
+``/healthz`` answers 503 ``down`` when the FHIR server or a PACS is unreachable (a fetch
+would fail), 200 ``degraded`` when they answer but the sync is not keeping FHIR up to date
+(``$fetch-imaging`` still works, so a load balancer keeps the replica), 200 ``ok`` otherwise.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +28,9 @@ def healthz() -> Response:
     services = current_services()
     results = connectivity(services.fhir, services.pacs)
     healthy = all(r["status"] == "ok" for r in results.values())
-    # the sync's state is reported, not fatal: $fetch-imaging works without it
     sync = sync_report(services.registrar, services.queue)
-    response = jsonify(status="ok" if healthy else "down", checks=results, sync=sync)
+    status = "down" if not healthy else "ok" if sync.get("status") == "ok" else "degraded"
+    response = jsonify(status=status, checks=results, sync=sync)
     response.status_code = 200 if healthy else 503
     return response
 
