@@ -78,6 +78,9 @@ class FetchRequest:
     #: read every study down to its instances, even when its study-level facts say nothing
     #: changed (the periodic resync; docs/sync.md "steady state")
     refresh: bool = False
+    #: StudyInstanceUIDs to read down to the instances even when unchanged (a PACS change
+    #: log named them: an instance replaced under the same counts is seen at once)
+    refresh_studies: frozenset[str] = frozenset()
 
     @property
     def criteria(self) -> qido.StudyCriteria:
@@ -340,7 +343,8 @@ class FetchImaging:
                 by_uid.setdefault(qido.first_value(record, qido.STUDY_INSTANCE_UID), record)
         level = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}.get(depth)
         if level and stored is not None and not request.refresh:
-            answer.reused = self._reusable(client.name, by_uid, stored.result(), patient_id)
+            reusable = self._reusable(client.name, by_uid, stored.result(), patient_id)
+            answer.reused = [r for r in reusable if _study_uid(r) not in request.refresh_studies]
             for reused in answer.reused:
                 by_uid.pop(_study_uid(reused) or "", None)
         answer.records = list(by_uid.values())
@@ -389,13 +393,19 @@ class FetchImaging:
         for name, answer in found.items():
             pacs = self.settings.pacs[name]
             records = answer.records
+            endpoint_ref = {"reference": f"Endpoint/{pacs.endpoint_id}"}
             for reused in answer.reused:
-                studies.setdefault(reused["id"], _content(reused))
+                # ImagingStudy.endpoint: the PACS that hold it now, not those stored before
+                if reused["id"] in studies:
+                    refs = studies[reused["id"]].setdefault("endpoint", [])
+                    if endpoint_ref not in refs:
+                        refs.append(endpoint_ref)
+                else:
+                    studies[reused["id"]] = {**_content(reused), "endpoint": [endpoint_ref]}
             if answer.reused:
                 endpoints.append(_endpoint(pacs))
             if not records:
                 continue
-            endpoint_ref = {"reference": f"Endpoint/{pacs.endpoint_id}"}
             mapped = map_studies(
                 records,
                 subject=subject,

@@ -3,8 +3,11 @@
 A fetch first asks the PACS for the patient's studies (one study-level QIDO). A study whose
 study-level facts (what the mapping takes from that row: identifiers, modalities,
 NumberOfStudyRelatedSeries (0020,1206) and ...Instances (0020,1208), dates, description,
-referrer, procedure, reason, subject, endpoint, status) equal the stored ImagingStudy's
-keeps its stored series and instances; only the others are read down to the instances.
+referrer, procedure, reason, subject, status) equal the stored ImagingStudy's keeps its
+stored series and instances; only the others are read down to the instances.
+``ImagingStudy.endpoint`` is left out of the comparison: a study two PACS hold is stored
+with both Endpoints and each PACS's row maps to its own; the fetch sets a reused study's
+endpoints to the PACS that answered with it.
 
 The trade-off: a change that leaves every study-level fact equal (an instance replaced
 under the same counts, a corrected SeriesDescription) is not seen by a steady-state fetch.
@@ -19,12 +22,12 @@ from typing import Any
 from sidecar.mapping import Detail, imaging_study_id, map_studies, trim_to_detail
 
 Resource = dict[str, Any]
-_SERVER_ELEMENTS = ("meta", "text")
+_NOT_COMPARED = ("meta", "text", "endpoint")
 
 
 def _study_level(resource: Mapping[str, Any]) -> dict[str, Any]:
     trimmed = trim_to_detail(dict(resource), Detail.STUDY)
-    return {k: v for k, v in trimmed.items() if k not in _SERVER_ELEMENTS}
+    return {k: v for k, v in trimmed.items() if k not in _NOT_COMPARED}
 
 
 def unchanged_studies(

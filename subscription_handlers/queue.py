@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -65,8 +65,9 @@ class SyncFailed(Exception):
         self.retriable = retriable
 
 
-#: A job: ``runner(patient_id, refresh)``; ``refresh`` re-reads every study in full.
-SyncRunner = Callable[[str, bool], SyncOutcome]
+#: A job: ``runner(patient_id, refresh, refresh_studies)``; ``refresh`` re-reads every
+#: study in full, ``refresh_studies`` those StudyInstanceUIDs.
+SyncRunner = Callable[[str, bool, frozenset[str]], SyncOutcome]
 
 
 def source_of(reason: str) -> str:
@@ -147,17 +148,27 @@ class SyncQueue:
         *,
         reason: str = "update",
         refresh: bool = False,
+        refresh_studies: Iterable[str] = (),
     ) -> str:
         """Record a trigger's request; enqueue a message when nothing covers the patient yet.
 
         ``fingerprint`` None always schedules a sync (delete, merge, manual request, a PACS
-        change); ``refresh`` asks it to re-read every study in full (the resync).
+        change); ``refresh`` asks it to re-read every study in full (the resync),
+        ``refresh_studies`` the studies a PACS change log named.
         Returns ``queued``, ``coalesced`` or ``unchanged``.
         """
         now = self.clock()
         decision = self.ledger.update(
             patient_id,
-            lambda s: sm.request(s, patient_id, now, fingerprint, refresh=refresh, reason=reason),
+            lambda s: sm.request(
+                s,
+                patient_id,
+                now,
+                fingerprint,
+                refresh=refresh,
+                refresh_studies=refresh_studies,
+                reason=reason,
+            ),
         )
         if decision == sm.QUEUED:
             self._enqueue(patient_id)
@@ -198,7 +209,8 @@ class SyncQueue:
         log.info("sync start", extra={"patient_id": patient_id, "lease": token})
         try:
             try:
-                outcome = self.runner(patient_id, claim.refresh)
+                studies = frozenset(claim.refresh_studies)
+                outcome = self.runner(patient_id, claim.refresh, studies)
             except SyncFailed as exc:
                 return self._failed(patient_id, token, str(exc), retriable=exc.retriable)
             except Exception as exc:  # noqa: BLE001 - unknown errors are retried, then dead

@@ -21,7 +21,7 @@ decision; the ledgers apply them atomically (SQLite transaction, Redis WATCH/MUL
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -31,6 +31,8 @@ COALESCED = "coalesced"  # a queued or running job will cover this notification
 UNCHANGED = "unchanged"  # nothing relevant changed since the last successful sync
 
 MAX_ERROR_CHARS = 500
+#: More studies to re-read than this and the owed sync re-reads every study instead.
+MAX_REFRESH_STUDIES = 200
 CONFLICT = "conflict"  # the outcome of a sync refused because two Patients claim one patient
 
 
@@ -52,6 +54,8 @@ class PatientSyncState:
     started_at: float | None = None
     requested_fp: str | None = None
     refresh: bool = False  # the owed sync must re-read every study in full (a resync)
+    #: StudyInstanceUIDs the owed sync must re-read in full (a PACS change log named them)
+    refresh_studies: tuple[str, ...] = ()
     reason: str | None = None  # the trigger of the last request (notify, pacs:main, ...)
     synced_fp: str | None = None
     synced_at: float | None = None
@@ -85,6 +89,10 @@ class PatientSyncState:
                 value = value in (True, 1, "1", "True", "true")
             elif kind == "float | None":
                 value = float(value)
+            elif kind == "tuple[str, ...]":
+                # JSON gives a list; a text store gives the comma-joined UIDs
+                items = value.split(",") if isinstance(value, str) else value
+                value = tuple(str(v) for v in items if v)
             values[key] = value
         return cls(**values)
 
@@ -98,6 +106,7 @@ class Claim:
     pending_since: float | None
     synced_fp: str | None
     refresh: bool = False
+    refresh_studies: tuple[str, ...] = ()
 
 
 def request(
@@ -107,10 +116,12 @@ def request(
     fingerprint: str | None,
     *,
     refresh: bool = False,
+    refresh_studies: Iterable[str] = (),
     reason: str | None = None,
 ) -> tuple[PatientSyncState, str]:
     """A trigger asks for a sync. ``fingerprint`` None forces one (manual, delete, a PACS
-    change); ``refresh`` makes it re-read every study in full (the periodic resync)."""
+    change); ``refresh`` makes it re-read every study in full (the periodic resync),
+    ``refresh_studies`` only those (a change log said they changed)."""
     if state is None:
         state = PatientSyncState(patient_id)
     elif (
@@ -124,14 +135,26 @@ def request(
         "wanted": state.wanted + 1,
         "pending_since": state.pending_since if state.pending else now,
         "requested_fp": fingerprint,
-        "refresh": state.refresh or refresh,
         "reason": reason,
+        **_refresh_after(state, refresh, refresh_studies),
     }
     if state.dead:  # a new change re-arms a dead letter
         changes.update(dead=False, dead_at=None, attempts=0)
     if state.queued or state.lease_live(now):
         return replace(state, **changes), COALESCED
     return replace(state, **changes, queued=True, queued_at=now), QUEUED
+
+
+def _refresh_after(
+    state: PatientSyncState, refresh: bool, studies: Iterable[str]
+) -> dict[str, Any]:
+    """What the owed sync must re-read: everything, or the union of the studies asked for."""
+    if state.refresh or refresh:
+        return {"refresh": True, "refresh_studies": ()}
+    wanted = tuple(sorted({*state.refresh_studies, *studies}))
+    if len(wanted) > MAX_REFRESH_STUDIES:
+        return {"refresh": True, "refresh_studies": ()}
+    return {"refresh": False, "refresh_studies": wanted}
 
 
 def begin(
@@ -157,7 +180,12 @@ def begin(
         started_at=now,
     )
     claim = Claim(
-        state.patient_id, state.attempts + 1, state.pending_since, state.synced_fp, state.refresh
+        state.patient_id,
+        state.attempts + 1,
+        state.pending_since,
+        state.synced_fp,
+        state.refresh,
+        state.refresh_studies,
     )
     return claimed, claim
 
@@ -200,6 +228,7 @@ def succeed(
         pending_since=None,
         # a refresh asked for while this run went on is still owed; one before it is done
         refresh=state.refresh and state.wanted > done,
+        refresh_studies=state.refresh_studies if state.wanted > done else (),
     )
     if new.wanted > done:  # notifications arrived while it ran
         new = replace(new, pending_since=state.started_at or now)

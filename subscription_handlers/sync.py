@@ -39,7 +39,12 @@ class PatientSync:
     def __init__(self, fetch: FetchImaging) -> None:
         self.fetch = fetch
 
-    def __call__(self, patient_id: str, refresh: bool = False) -> SyncOutcome:
+    def __call__(
+        self,
+        patient_id: str,
+        refresh: bool = False,
+        refresh_studies: frozenset[str] = frozenset(),
+    ) -> SyncOutcome:
         try:
             patient = self.fetch.fhir.read_patient(patient_id)
         except PatientNotFound:
@@ -59,7 +64,13 @@ class PatientSync:
         if rule.kind == "inactive":
             return SyncOutcome("inactive", fingerprint, detail="Patient.active is false")
         try:
-            result = self.fetch(FetchRequest(patient_id=patient_id, persist=True, refresh=refresh))
+            request = FetchRequest(
+                patient_id=patient_id,
+                persist=True,
+                refresh=refresh,
+                refresh_studies=refresh_studies,
+            )
+            result = self.fetch(request)
         except PatientNotFound:
             return self._deleted(patient_id)
         except NotMappable as exc:

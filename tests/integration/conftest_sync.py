@@ -348,7 +348,7 @@ def read_queue(env: dict[str, str]):
     from sidecar.settings import load_settings
     from subscription_handlers.queue import SyncQueue
 
-    return SyncQueue(load_settings(env).sync, runner=lambda pid, refresh=False: None)
+    return SyncQueue(load_settings(env).sync, runner=lambda *job: None)
 
 
 def sync_intervals(logs: list[Path]) -> dict[str, list[tuple[float, float, str]]]:

@@ -58,13 +58,15 @@ class FakeDicomWeb:
     ignore_offset: bool = False
     status: int = 200
     queries: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    root: str = ROOT  # another root on the same server is another PACS
 
     @property
     def url(self) -> str:
-        return self.server.url_for(ROOT)
+        return self.server.url_for(self.root)
 
     def install(self) -> FakeDicomWeb:
-        self.server.expect_request(re.compile(rf"^{ROOT}/.*")).respond_with_handler(self._answer)
+        pattern = re.compile(rf"^{re.escape(self.root)}/.*")
+        self.server.expect_request(pattern).respond_with_handler(self._answer)
         return self
 
     def query_strings(self, path_suffix: str = "/studies") -> list[str]:
@@ -76,7 +78,7 @@ class FakeDicomWeb:
         self.queries.append((request.path, query))
         if self.status != 200:
             return Response("failure", status=self.status)
-        path = request.path.removeprefix(ROOT)
+        path = request.path.removeprefix(self.root)
         if path == "/studies":
             rows = self.studies
         elif m := re.fullmatch(r"/studies/([0-9.]+)/(series|instances)", path):

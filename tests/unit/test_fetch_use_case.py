@@ -489,3 +489,76 @@ def test_one_study_uid_for_two_patients_neither_moves_nor_mixes(world):
     stored = fhir.store[("ImagingStudy", "1.2.1")]
     assert stored["subject"] == {"reference": "Patient/p12"}
     assert versions(fhir)[("ImagingStudy", "1.2.1")] == before[("ImagingStudy", "1.2.1")]
+
+
+def test_a_study_a_change_log_named_is_re_read_and_the_others_reused(world):
+    from tests.unit.fake_dicomweb import instance_row
+
+    fetch, fhir, pacs = world
+    counts = {"00201206": {"vr": "IS", "Value": [1]}, "00201208": {"vr": "IS", "Value": [1]}}
+    for uid, date in (("1.2.1", "20200101"), ("1.2.2", "20210101")):
+        pacs[uid] = study_record("12", uid, date=date) | counts
+        pacs.server.instances[uid] = [instance_row(uid, f"{uid}.1", f"{uid}.1.1")]
+    fetch(FetchRequest(patient_id="p12"))
+    # an instance replaced under the same counts (same SOP Class, another modality)
+    pacs.server.instances["1.2.1"] = [instance_row("1.2.1", "1.2.1.1", "1.2.1.1.9", "MR")]
+    seen = len(pacs.server.queries)
+    result = fetch(FetchRequest(patient_id="p12", refresh_studies=frozenset({"1.2.1"})))
+    read = [path for path, _ in pacs.server.queries[seen:] if path.endswith("/instances")]
+    assert read == ["/dicom-web/studies/1.2.1/instances"]  # only the named study
+    study = next(s for s in result.studies if s["id"] == imaging_study_id("1.2.1"))
+    assert study["series"][0]["instance"][0]["uid"] == "1.2.1.1.9"
+    assert result.updated == 1 and result.unchanged == 1
+
+
+def test_a_study_in_two_pacs_is_steady_and_keeps_only_the_endpoints_that_hold_it(httpserver):
+    from tests.unit.fake_dicomweb import instance_row
+
+    servers = {
+        name: FakeDicomWeb(httpserver, root=f"/{name}/dicom-web").install()
+        for name in ("main", "second")
+    }
+    settings = load_settings(
+        {
+            "SIDECAR_PATIENT_IDENTIFIERS": f"{SYS_A}|HOSP-A",
+            "SIDECAR_PACS": "main,second",
+            "SIDECAR_PACS_MAIN_URL": servers["main"].url,
+            "SIDECAR_PACS_SECOND_URL": servers["second"].url,
+            "SIDECAR_PACS_RETRIES": "0",
+        }
+    )
+    counts = {"00201206": {"vr": "IS", "Value": [1]}, "00201208": {"vr": "IS", "Value": [1]}}
+    for server in servers.values():
+        server.studies = [study_record("12", "1.2.1") | counts]
+        server.instances["1.2.1"] = [instance_row("1.2.1", "1.2.1.1", "1.2.1.1.1")]
+    fhir = FakeFhir()
+    fhir.store[("Patient", "p12")] = {
+        "resourceType": "Patient",
+        "id": "p12",
+        "identifier": [{"system": SYS_A, "value": "12"}],
+    }
+    clients = {name: PacsClient(settings.pacs[name], settings.qido) for name in servers}
+    try:
+        fetch = FetchImaging(settings, fhir, clients)
+        first = fetch(FetchRequest(patient_id="p12"))
+        assert [e["reference"] for e in first.studies[0]["endpoint"]] == [
+            f"Endpoint/{settings.pacs['main'].endpoint_id}",
+            f"Endpoint/{settings.pacs['second'].endpoint_id}",
+        ]
+
+        def instance_queries() -> int:
+            return sum(p.endswith("/instances") for s in servers.values() for p, _ in s.queries)
+
+        seen = instance_queries()
+        again = fetch(FetchRequest(patient_id="p12"))
+        assert instance_queries() == seen  # steady in both PACS
+        assert again.unchanged == 1
+        servers["second"].studies = []  # PACS second deleted its copy
+        gone = fetch(FetchRequest(patient_id="p12"))
+        assert [e["reference"] for e in gone.studies[0]["endpoint"]] == [
+            f"Endpoint/{settings.pacs['main'].endpoint_id}"
+        ]
+        assert gone.studies[0]["status"] == "available"
+    finally:
+        for client in clients.values():
+            client.close()

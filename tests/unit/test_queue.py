@@ -29,12 +29,17 @@ class Runner:
         self.overlaps = 0
         self.follow_up: dict[str, tuple[str, ...]] = {}
         self.refreshes: list[str] = []
+        self.study_refreshes: list[tuple[str, frozenset[str]]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, patient_id: str, refresh: bool = False) -> SyncOutcome:
+    def __call__(
+        self, patient_id: str, refresh: bool = False, studies: frozenset[str] = frozenset()
+    ) -> SyncOutcome:
         with self.lock:
             if refresh:
                 self.refreshes.append(patient_id)
+            if studies:
+                self.study_refreshes.append((patient_id, studies))
             if patient_id in self.running:
                 self.overlaps += 1
             self.running.add(patient_id)
@@ -270,3 +275,25 @@ def test_a_refresh_request_reaches_the_job_once(make_queue):
     queue.submit("p1", None, reason="pacs:main")
     drain(queue)
     assert runner.refreshes == ["p1"] and runner.calls.count("p1") == 2
+
+
+def test_studies_named_by_a_change_log_are_re_read_once_and_merge(make_queue):
+    queue, runner = make_queue()
+    queue.submit("p1", None, reason="changes:main", refresh_studies=("1.2.3",))
+    queue.submit("p1", None, reason="changes:main", refresh_studies=("1.2.4",))  # coalesces
+    drain(queue)
+    assert runner.study_refreshes == [("p1", frozenset({"1.2.3", "1.2.4"}))]
+    assert queue.ledger.get("p1").refresh_studies == ()  # done: the next sync reuses them
+    queue.submit("p1", None, reason="notify")
+    drain(queue)
+    assert len(runner.study_refreshes) == 1 and runner.calls.count("p1") == 2
+
+
+def test_too_many_studies_to_re_read_become_a_full_refresh(make_queue):
+    from subscription_handlers.state import MAX_REFRESH_STUDIES
+
+    queue, runner = make_queue()
+    many = tuple(f"1.2.{n}" for n in range(MAX_REFRESH_STUDIES + 1))
+    queue.submit("p1", None, reason="changes:main", refresh_studies=many)
+    drain(queue)
+    assert runner.refreshes == ["p1"] and runner.study_refreshes == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from subscription_handlers import state as sm
@@ -141,10 +142,18 @@ def test_reconcile_requeues_a_stale_queued_flag_only():
     assert sm.reconcile(done, 1000.0, 60)[1] is False
 
 
+def _as_text(value) -> str:
+    if value is None:
+        return ""
+    return ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+
+
 def test_state_round_trips_through_its_dict():
-    state = claimed()
+    state, _ = sm.request(claimed(), "p1", 2.0, None, refresh_studies=("1.2.3", "1.2.4"))
+    assert state.refresh_studies == ("1.2.3", "1.2.4")
     assert PatientSyncState.from_dict(state.to_dict()) == state
-    as_text = {k: (str(v) if v is not None else "") for k, v in state.to_dict().items()}
+    assert PatientSyncState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    as_text = {k: _as_text(v) for k, v in state.to_dict().items()}
     assert PatientSyncState.from_dict(as_text) == state
 
 
