@@ -46,6 +46,7 @@ from sidecar.qido import RefusedValue, check_match_value
 AuthMode = Literal["none", "basic", "bearer", "oauth2"]
 PACS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class SettingsError(ValueError):
@@ -267,6 +268,9 @@ class SyncSettings(_Group):
     sweep_seconds: Positive = 60.0  # stored studies checked against the PACS
     catch_up_seconds: Positive = 60.0  # Patient?_lastUpdated=gt... for missed deliveries
     catch_up_lookback_seconds: Positive = 86400.0  # the first catch-up looks this far back
+    # each catch-up searches from this long before its cursor: a Patient written in a
+    # transaction that committed after a newer one (meta.lastUpdated is set at its start)
+    catch_up_overlap_seconds: NonNegative = 300.0
     resync_seconds: Positive = 86400.0  # every Patient re-read in full (steady-state gaps)
 
     @property

@@ -65,6 +65,7 @@ NAMES: dict[str, tuple[str, ...]] = {
     "SWEEP_SECONDS": ("sync", "sweep_seconds"),
     "CATCH_UP_SECONDS": ("sync", "catch_up_seconds"),
     "CATCH_UP_LOOKBACK_SECONDS": ("sync", "catch_up_lookback_seconds"),
+    "CATCH_UP_OVERLAP_SECONDS": ("sync", "catch_up_overlap_seconds"),
     "RESYNC_SECONDS": ("sync", "resync_seconds"),
     "RELAY_SECRET": ("relay_secret",),
     "NOTIFY_SECRET": ("notify_secret",),

@@ -68,7 +68,14 @@ def build_triggers(
             triggers.append(RecentStudies(p, pacs[name], fhir, queue))
         triggers.append(StoredStudySweep(p, pacs[name], fhir, queue, sync.sweep_seconds))
     triggers.append(
-        CatchUp(fetch, fhir, queue, sync.catch_up_seconds, sync.catch_up_lookback_seconds)
+        CatchUp(
+            fetch,
+            fhir,
+            queue,
+            sync.catch_up_seconds,
+            sync.catch_up_lookback_seconds,
+            sync.catch_up_overlap_seconds,
+        )
     )
     triggers.append(Resync(fetch, fhir, queue, sync.resync_seconds))
     return triggers

@@ -6,7 +6,9 @@ For each trigger (a PACS change feed, the deletion sweep, the catch-up scan, the
   holder renews it, a killed holder's lease is taken over when it expires, or at once when
   the holder was a process of this host that no longer runs;
 - a **cursor** (e.g. Orthanc's change sequence, the last ``Patient._lastUpdated`` seen),
-  advanced only after what it covers was enqueued, so a kill -9 skips nothing;
+  advanced only after what it covers was enqueued, so a kill -9 skips nothing, and only by
+  the lease's holder (:class:`Lease`): a holder that stalled past its lease (a paused VM, a
+  stopped process) and lost it to another cannot move the cursor back when it wakes;
 - its **status** for ``/healthz``, ``/metrics`` and ``dicom-fhir check``/``jobs``: when it
   last ran and succeeded, its lag, its last error, how many syncs it enqueued.
 
@@ -36,7 +38,7 @@ class TriggerStore(Protocol):
 
     def cursor(self, name: str) -> str | None: ...
 
-    def set_cursor(self, name: str, value: str) -> None: ...
+    def set_cursor(self, name: str, value: str, owner: str | None = None) -> bool: ...
 
     def update_status(self, name: str, changes: dict[str, Any], enqueued: int = 0) -> None: ...
 
@@ -101,10 +103,19 @@ class SqliteTriggerStore(SqliteFile):
         )
         return row[0] if row else None
 
-    def set_cursor(self, name: str, value: str) -> None:
+    def set_cursor(self, name: str, value: str, owner: str | None = None) -> bool:
+        """Set the cursor; with ``owner``, only while that owner holds an unexpired lease."""
         with self._transaction() as conn:
             self._row(conn, name)
-            conn.execute("update sidecar_trigger set cursor = ? where name = ?", (value, name))
+            if owner is None:
+                conn.execute("update sidecar_trigger set cursor = ? where name = ?", (value, name))
+                return True
+            moved = conn.execute(
+                "update sidecar_trigger set cursor = ?"
+                " where name = ? and owner = ? and lease_until > ?",
+                (value, name, owner, time.time()),
+            )
+            return moved.rowcount == 1
 
     def update_status(self, name: str, changes: dict[str, Any], enqueued: int = 0) -> None:
         with self._transaction() as conn:
@@ -139,6 +150,14 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Compare-and-set: move the cursor only while we hold the lease.
+_MOVE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('hset', KEYS[2], 'cursor', ARGV[2])
+  return 1
+end
+return 0
+"""
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -154,6 +173,7 @@ class RedisTriggerStore:
         self.prefix = prefix
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._move = client.register_script(_MOVE)
 
     def _lease(self, name: str) -> str:
         return f"{self.prefix}:lease:{name}"
@@ -182,9 +202,14 @@ class RedisTriggerStore:
     def cursor(self, name: str) -> str | None:
         return _text(self.redis.hget(self._hash(name), "cursor"))
 
-    def set_cursor(self, name: str, value: str) -> None:
+    def set_cursor(self, name: str, value: str, owner: str | None = None) -> bool:
+        """Set the cursor; with ``owner``, only while that owner holds the lease key."""
         self.redis.sadd(f"{self.prefix}:triggers", name)
-        self.redis.hset(self._hash(name), "cursor", value)
+        if owner is None:
+            self.redis.hset(self._hash(name), "cursor", value)
+            return True
+        keys = [self._lease(name), self._hash(name)]
+        return bool(self._move(keys=keys, args=[owner, value]))
 
     def update_status(self, name: str, changes: dict[str, Any], enqueued: int = 0) -> None:
         key = self._hash(name)
@@ -214,6 +239,27 @@ class RedisTriggerStore:
 
     def close(self) -> None:
         """The Redis connection belongs to the queue."""
+
+
+class LeaseLost(RuntimeError):
+    """Another process holds the trigger's lease now; this step's work is not recorded."""
+
+
+class Lease:
+    """One trigger's lease as its holder sees it: read the cursor, move it while held."""
+
+    def __init__(self, store: TriggerStore, name: str, owner: str) -> None:
+        self.store = store
+        self.name = name
+        self.owner = owner
+
+    def cursor(self) -> str | None:
+        return self.store.cursor(self.name)
+
+    def move(self, value: str) -> None:
+        """Advance the cursor, or raise :class:`LeaseLost` when the lease is gone."""
+        if not self.store.set_cursor(self.name, value, self.owner):
+            raise LeaseLost(f"{self.name}: lease lost, cursor not moved")
 
 
 def _text(value: bytes | str | None) -> str | None:

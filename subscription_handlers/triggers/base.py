@@ -2,7 +2,9 @@
 
 A step returns a :class:`StepReport`; a failing step (PACS or FHIR down) is recorded and
 tried again at the next interval. The lease is renewed while a step runs, so a long step
-(a resync over many Patients) is never run twice at once.
+(a resync over many Patients) is never run twice at once; a step whose holder lost the
+lease meanwhile (it stalled past the lease and another process took over) cannot move the
+cursor (:class:`~subscription_handlers.coordination.Lease`) and records nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from subscription_handlers.coordination import TriggerStore
+from subscription_handlers.coordination import Lease, LeaseLost, TriggerStore
 from subscription_handlers.queue import SyncQueue, owner_is_dead, process_owner
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class Trigger(Protocol):
     name: str
     interval: float
 
-    def step(self) -> StepReport: ...
+    def step(self, lease: Lease) -> StepReport: ...
 
 
 class TriggerRunner:
@@ -76,11 +78,14 @@ class TriggerRunner:
         renewer.start()
         started = time.time()
         try:
-            report = self.trigger.step()
+            report = self.trigger.step(Lease(self.store, name, self.owner))
+        except LeaseLost:
+            log.warning("trigger lease lost mid-step", extra={"trigger": name})
+            return None
         except Exception as exc:  # noqa: BLE001 - recorded, retried at the next interval
-            self.store.update_status(
-                name, {"last_run": started, "error": f"{type(exc).__name__}: {exc}"[:300]}
-            )
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            # the lag is unknown while the source does not answer, not the last one measured
+            self.store.update_status(name, {"last_run": started, "error": error, "lag": None})
             log.warning("trigger step failed", extra={"trigger": name, "error": str(exc)})
             return None
         finally:
@@ -101,4 +106,15 @@ class TriggerRunner:
 
     def _renew(self, done: threading.Event) -> None:
         while not done.wait(self.lease_seconds / 3):
-            self.store.acquire(self.trigger.name, self.owner, self.lease_seconds, owner_is_dead)
+            try:
+                held = self.store.acquire(
+                    self.trigger.name, self.owner, self.lease_seconds, owner_is_dead
+                )
+            except Exception:  # noqa: BLE001 - storage hiccup: the next renewal tries again
+                log.exception(
+                    "could not renew the trigger lease", extra={"trigger": self.trigger.name}
+                )
+                continue
+            if not held:  # taken over: the step's cursor move will fail, nothing recorded
+                log.warning("trigger lease taken over", extra={"trigger": self.trigger.name})
+                return

@@ -11,17 +11,15 @@ was submitted; the search starts 2 s before it (equal timestamps, clock steps).
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 from sidecar.fetch_imaging import FetchImaging
 from sidecar.fhir_store import FhirStore
+from subscription_handlers.coordination import Lease
 from subscription_handlers.queue import SyncQueue
 from subscription_handlers.state import QUEUED
 from subscription_handlers.sync import fingerprint_for
 from subscription_handlers.triggers.base import StepReport
-
-OVERLAP = timedelta(seconds=2)
 
 
 class CatchUp:
@@ -34,18 +32,19 @@ class CatchUp:
         queue: SyncQueue,
         interval: float,
         lookback_seconds: float,
+        overlap_seconds: float = 300.0,
     ) -> None:
         self.interval = interval
         self.fetch = fetch
         self.fhir = fhir
         self.queue = queue
         self.lookback = timedelta(seconds=lookback_seconds)
+        self.overlap = timedelta(seconds=overlap_seconds)
 
-    def step(self) -> StepReport:
-        store = self.queue.triggers
-        cursor = store.cursor(self.name)
+    def step(self, lease: Lease) -> StepReport:
+        cursor = lease.cursor()
         newest = datetime.fromisoformat(cursor) if cursor else datetime.now(UTC) - self.lookback
-        since = (newest - OVERLAP).isoformat(timespec="milliseconds")
+        since = (newest - self.overlap).isoformat(timespec="milliseconds")
         enqueued = seen = 0
         for patient in self.fhir.iterate(
             "Patient",
@@ -63,6 +62,5 @@ class CatchUp:
             updated = (patient.get("meta") or {}).get("lastUpdated")
             if updated:
                 newest = max(newest, datetime.fromisoformat(updated))
-        store.set_cursor(self.name, newest.isoformat(timespec="milliseconds"))
-        lag = max(0.0, time.time() - newest.timestamp()) if seen else 0.0
-        return StepReport(enqueued, newest.isoformat(), lag, "seconds", {"seen": seen})
+        lease.move(newest.isoformat(timespec="milliseconds"))
+        return StepReport(enqueued, newest.isoformat(), 0.0, "seconds", {"seen": seen})

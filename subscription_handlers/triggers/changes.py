@@ -3,7 +3,8 @@
 The cursor is the last change sequence whose studies were submitted; a step reads up to
 ``BATCHES`` x ``BATCH`` changes after it, resolves each study change to its
 StudyInstanceUID, asks the PACS for that study's PatientID and IssuerOfPatientID, submits a
-sync for every FHIR Patient that is that patient, and only then moves the cursor. The first
+sync for every FHIR Patient that is that patient (which re-reads that study down to its
+instances, whatever its counts say), and only then moves the cursor. The first
 step of a new cursor starts at the newest change (what was stored before is the backfill's).
 Deletions leave no trace in Orthanc's log: the sweep finds them.
 """
@@ -14,6 +15,7 @@ from sidecar.fhir_store import FhirStore
 from sidecar.orthanc import STUDY_CHANGES, OrthancChanges
 from sidecar.pacs import PacsClient
 from sidecar.settings import PacsSettings
+from subscription_handlers.coordination import Lease
 from subscription_handlers.queue import SyncQueue
 from subscription_handlers.triggers.base import StepReport
 from subscription_handlers.triggers.patients import patients_of
@@ -39,12 +41,11 @@ class OrthancChangeFeed:
         self.fhir = fhir
         self.queue = queue
 
-    def step(self) -> StepReport:
-        store = self.queue.triggers
-        cursor = store.cursor(self.name)
+    def step(self, lease: Lease) -> StepReport:
+        cursor = lease.cursor()
         if cursor is None:
             head = self.orthanc.last()
-            store.set_cursor(self.name, str(head))
+            lease.move(str(head))
             return StepReport(cursor=str(head), lag=0, lag_unit="changes")
         seq, enqueued = int(cursor), 0
         for _ in range(BATCHES):
@@ -57,12 +58,15 @@ class OrthancChangeFeed:
                 for change in (c for c in changes if (c.resource_type, c.orthanc_id) in resources)
                 if (uid := self._uid_once(change, resources)) is not None
             ]
-            for records in self.client.find_studies(uids).values():
+            for uid, records in self.client.find_studies(uids).items():
                 for record in records:
                     for patient_id in patients_of(self.fhir, self.pacs, record):
-                        self.queue.submit(patient_id, None, reason=self.name)
+                        # the study is re-read in full: a change under equal counts shows
+                        self.queue.submit(
+                            patient_id, None, reason=self.name, refresh_studies=(uid,)
+                        )
                         enqueued += 1
-            store.set_cursor(self.name, str(last))  # after everything it covers is queued
+            lease.move(str(last))  # after everything it covers is queued
             seq = last
             if done:
                 break

@@ -16,6 +16,7 @@ from sidecar import qido
 from sidecar.fhir_store import FhirStore
 from sidecar.pacs import PacsClient
 from sidecar.settings import PacsSettings
+from subscription_handlers.coordination import Lease
 from subscription_handlers.queue import SyncQueue
 from subscription_handlers.triggers.base import StepReport
 from subscription_handlers.triggers.patients import patients_of
@@ -35,7 +36,7 @@ class RecentStudies:
         self.queue = queue
         self.seen: dict[str, tuple[object, ...]] = {}
 
-    def step(self) -> StepReport:
+    def step(self, lease: Lease) -> StepReport:
         since = date.today() - timedelta(days=self.pacs.recent_days - 1)
         filters = [(qido.STUDY_DATE, qido.dicom_date_range(since, None) or "")]
         now: dict[str, tuple[object, ...]] = {}

@@ -14,6 +14,7 @@ import time
 
 from sidecar.fetch_imaging import FetchImaging
 from sidecar.fhir_store import FhirStore
+from subscription_handlers.coordination import Lease
 from subscription_handlers.queue import SyncQueue
 from subscription_handlers.triggers.base import StepReport
 
@@ -32,12 +33,11 @@ class Resync:
         self.fhir = fhir
         self.queue = queue
 
-    def step(self) -> StepReport:
-        store = self.queue.triggers
-        cursor = store.cursor(self.name)
+    def step(self, lease: Lease) -> StepReport:
+        cursor = lease.cursor()
         now = time.time()
         if cursor is None:
-            store.set_cursor(self.name, str(now))
+            lease.move(str(now))
             return StepReport(cursor=str(now), extra={"next_at": now + self.period})
         last = float(cursor)
         if now - last < self.period:
@@ -47,5 +47,5 @@ class Resync:
             if self.fetch.mappable_identifiers(patient):
                 self.queue.submit(patient["id"], None, reason=self.name, refresh=True)
                 enqueued += 1
-        store.set_cursor(self.name, str(now))
+        lease.move(str(now))
         return StepReport(enqueued, str(now), extra={"next_at": now + self.period})

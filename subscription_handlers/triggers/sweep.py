@@ -3,8 +3,11 @@
 Every ``SIDECAR_SWEEP_SECONDS`` this walks the ImagingStudies of this PACS's Endpoint that
 are ``available`` or ``registered``, asks the PACS for them 50 UIDs at a time, and submits
 a sync of the subject of every study the PACS no longer has (the use case then sets it
-``unknown``) or files under another patient (``entered-in-error``; the new owner's Patients
-are submitted too, so the study moves). Its cost is one FHIR page per 200 stored studies
+``unknown``), files under another patient (``entered-in-error``; the new owner's Patients
+are submitted too, so the study moves), or holds with other counts than stored
+(NumberOfStudyRelatedSeries (0020,1206) / ...Instances (0020,1208) against
+``ImagingStudy.numberOfSeries`` / ``numberOfInstances``: a series or instance deleted,
+which Orthanc's change log does not record). Its cost is one FHIR page per 200 stored studies
 and one QIDO per 50, per sweep: the bound on how fast a deletion is seen grows with the
 number of stored studies (docs/sync.md).
 """
@@ -17,6 +20,7 @@ from sidecar import identity, qido
 from sidecar.fhir_store import FhirStore
 from sidecar.pacs import PacsClient
 from sidecar.settings import PacsSettings
+from subscription_handlers.coordination import Lease
 from subscription_handlers.queue import SyncQueue
 from subscription_handlers.triggers.base import StepReport
 from subscription_handlers.triggers.patients import patients_of
@@ -40,13 +44,13 @@ class StoredStudySweep:
         self.fhir = fhir
         self.queue = queue
 
-    def step(self) -> StepReport:
+    def step(self, lease: Lease) -> StepReport:
         stored = self.fhir.iterate(
             "ImagingStudy",
             {
                 "endpoint": f"Endpoint/{self.pacs.endpoint_id}",
                 "status": "available,registered",
-                "_elements": "identifier,subject,status",
+                "_elements": "identifier,subject,status,numberOfSeries,numberOfInstances",
             },
         )
         checked = enqueued = 0
@@ -86,9 +90,21 @@ class StoredStudySweep:
                 wanted.add(subject)  # refiled: entered-in-error here ...
                 for record in records:  # ... moved there
                     wanted.update(patients_of(self.fhir, self.pacs, record))
+            elif any(_counts_differ(study, r) for r in exact):
+                wanted.add(subject)  # a series or instance deleted (or added unseen)
         for patient_id in sorted(p for p in wanted if p):
             self.queue.submit(patient_id, None, reason=self.name)
         return len([p for p in wanted if p])
+
+
+def _counts_differ(study: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Whether the PACS's study counts differ from the stored ones (either side missing:
+    not compared)."""
+    for element, tag in (("numberOfSeries", "00201206"), ("numberOfInstances", "00201208")):
+        stored, now = study.get(element), qido.first_value(row, tag)
+        if stored is not None and now is not None and str(stored) != str(now).strip():
+            return True
+    return False
 
 
 def _study_uid(study: dict[str, Any]) -> str | None:

@@ -19,7 +19,7 @@ import pytest
 from sidecar.orthanc import OrthancChanges
 from sidecar.pacs import PacsClient
 from sidecar.settings import load_settings
-from subscription_handlers.coordination import SqliteTriggerStore
+from subscription_handlers.coordination import Lease, LeaseLost, SqliteTriggerStore
 from subscription_handlers.queue import SyncQueue, owner_is_dead
 from subscription_handlers.triggers.base import TriggerRunner
 from subscription_handlers.triggers.catch_up import CatchUp
@@ -75,7 +75,7 @@ def world(tmp_path, httpserver):
             "SIDECAR_PACS_RETRIES": "0",
         }
     )
-    queue = SyncQueue(settings.sync, runner=lambda pid, refresh=False: None)
+    queue = SyncQueue(settings.sync, runner=lambda *job: None)
     client = PacsClient(settings.pacs["main"], settings.qido)
     yield settings, queue, client, pacs_server, StubFhir()
     client.close()
@@ -84,6 +84,12 @@ def world(tmp_path, httpserver):
 
 def pending(queue) -> dict[str, str]:
     return {s.patient_id: s.reason for s in queue.pending()}
+
+
+def step(trigger, queue, owner: str = "tests"):
+    """One step of ``trigger`` under its lease, as the runner takes it."""
+    assert queue.triggers.acquire(trigger.name, owner, 60, lambda o: False)
+    return trigger.step(Lease(queue.triggers, trigger.name, owner))
 
 
 # -- leases and cursors ------------------------------------------------------------------------
@@ -101,6 +107,39 @@ def test_one_holder_at_a_time_expiry_and_a_dead_holder_taken_over(tmp_path):
     assert store.acquire("t", "c", 30, lambda owner: owner == "b")  # b died: at once
     store.release("t", "c")
     assert store.holder("t") is None
+
+
+def test_a_holder_that_lost_its_lease_cannot_move_the_cursor(tmp_path):
+    store = SqliteTriggerStore(tmp_path / "q.sqlite3")
+    alive = lambda owner: False  # noqa: E731
+    assert store.acquire("t", "a", 0.2, alive)
+    stalled = Lease(store, "t", "a")
+    stalled.move("10")
+    time.sleep(0.25)  # a paused the whole lease; b takes over and moves on
+    assert store.acquire("t", "b", 30, alive)
+    Lease(store, "t", "b").move("20")
+    with pytest.raises(LeaseLost):
+        stalled.move("11")  # a wakes up with its old batch
+    assert store.cursor("t") == "20"
+
+
+def test_the_runner_records_nothing_for_a_step_whose_lease_was_lost(world):
+    *_, queue, _, _, _ = world
+
+    class Stalled:
+        name, interval = "stalled", 0.01
+
+        def step(self, lease):
+            queue.triggers.release(self.name, lease.owner)  # another process takes over
+            queue.triggers.acquire(self.name, "other", 30, lambda o: False)
+            lease.move("old")
+            raise AssertionError("the move must fail")
+
+    runner = TriggerRunner(Stalled(), queue, lease_seconds=30)
+    queue.triggers.acquire("stalled", runner.owner, 30, lambda o: False)
+    assert runner.run_step() is None
+    status = queue.triggers.statuses().get("stalled", {})
+    assert status.get("cursor") is None and not status.get("error")
 
 
 def test_a_dead_process_of_this_host_is_recognised():
@@ -133,6 +172,8 @@ def test_the_redis_store_leases_and_counts(request):
     assert store.acquire("t", "a", 1, alive) and not store.acquire("t", "b", 1, alive)
     assert store.acquire("t", "b", 1, lambda owner: owner == "a")
     store.set_cursor("t", "7")
+    assert not store.set_cursor("t", "8", owner="a")  # a lost the lease to b
+    assert store.set_cursor("t", "7", owner="b")
     store.update_status("t", {"lag": 1}, enqueued=3)
     store.update_status("t", {}, enqueued=1)
     status = store.statuses()["t"]
@@ -147,7 +188,7 @@ def test_the_runner_records_a_failure_and_the_next_success(world):
     class Flaky:
         name, interval, calls = "flaky", 0.01, 0
 
-        def step(self):
+        def step(self, lease):
             self.calls += 1
             if self.calls == 1:
                 raise ConnectionError("PACS down")
@@ -171,7 +212,7 @@ def test_two_runners_never_step_at_once(world):
     class Slow:
         name, interval = "slow", 0.01
 
-        def step(self):
+        def step(self, lease):
             from subscription_handlers.triggers.base import StepReport
 
             if running:
@@ -240,7 +281,7 @@ def test_new_studies_in_the_change_log_submit_their_patients_and_move_the_cursor
     )
     feed = OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
     orthanc.add("NewStudy", "o-old", "1.0")  # before the cursor existed: the backfill's
-    assert feed.step().cursor == "1" and pending(queue) == {}
+    assert step(feed, queue).cursor == "1" and pending(queue) == {}
     fhir.add_patient("p-a", "A1")
     fhir.add_patient("p-b", "B1")
     pacs_server.studies = [study_row("A1", "1.1"), study_row("B1", "1.2"), study_row("C1", "1.3")]
@@ -248,11 +289,13 @@ def test_new_studies_in_the_change_log_submit_their_patients_and_move_the_cursor
     orthanc.add("StableStudy", "o-1", "1.1")
     orthanc.add("NewStudy", "o-2", "1.2")
     orthanc.add("NewStudy", "o-3", "1.3")  # no FHIR Patient: nothing
-    report = feed.step()
+    report = step(feed, queue)
     assert pending(queue) == {"p-a": "changes:main", "p-b": "changes:main"}
     assert report.cursor == "5" and report.lag == 0
     assert queue.triggers.cursor("changes:main") == "5"
-    feed.step()  # nothing new
+    # each named study is re-read in full, whatever its counts say
+    assert queue.ledger.get("p-a").refresh_studies == ("1.1",)
+    step(feed, queue)  # nothing new
     assert len(queue.pending()) == 2
 
 
@@ -263,18 +306,18 @@ def test_a_kill_before_the_cursor_moves_resubmits_and_skips_nothing(world):
         update={"orthanc_url": pacs_server.server.url_for("/orthanc")}
     )
     feed = OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
-    feed.step()
+    step(feed, queue)
     fhir.add_patient("p-a", "A1")
     pacs_server.studies = [study_row("A1", "1.1")]
     orthanc.add("NewStudy", "o-1", "1.1")
     store = queue.triggers
     original = store.set_cursor
-    store.set_cursor = lambda name, value: (_ for _ in ()).throw(SystemExit("kill -9"))
+    store.set_cursor = lambda *args: (_ for _ in ()).throw(SystemExit("kill -9"))
     with pytest.raises(SystemExit):
-        feed.step()
+        step(feed, queue)
     store.set_cursor = original
     assert queue.triggers.cursor("changes:main") == "0"  # not moved: the change is redone
-    feed.step()
+    step(feed, queue)
     assert queue.triggers.cursor("changes:main") == "1"
     assert list(pending(queue)) == ["p-a"]  # submitted twice, queued once
 
@@ -289,11 +332,11 @@ def test_recent_studies_submit_new_and_grown_studies_once(world):
     row = study_row("A1", "1.1", date=today) | {"00201208": {"vr": "IS", "Value": [1]}}
     pacs_server.studies = [row]
     recent = RecentStudies(settings.pacs["main"], client, fhir, queue)
-    assert recent.step().enqueued == 1
+    assert step(recent, queue).enqueued == 1
     queue.ledger.clear()
-    assert recent.step().enqueued == 0  # nothing new
+    assert step(recent, queue).enqueued == 0  # nothing new
     pacs_server.studies = [row | {"00201208": {"vr": "IS", "Value": [2]}}]
-    assert recent.step().enqueued == 1
+    assert step(recent, queue).enqueued == 1
 
 
 def stored(uid: str, subject: str) -> dict:
@@ -314,9 +357,30 @@ def test_the_sweep_submits_deleted_and_refiled_studies_and_their_new_owners(worl
     # 1.1 still A1's; 1.2 deleted; 1.3 now filed under B1
     pacs_server.studies = [study_row("A1", "1.1"), study_row("B1", "1.3")]
     sweep = StoredStudySweep(settings.pacs["main"], client, fhir, queue, interval=60)
-    report = sweep.step()
+    report = step(sweep, queue)
     assert set(pending(queue)) == {"p-b", "p-c"}
     assert report.extra["checked"] == 3
+
+
+def test_the_sweep_submits_a_study_that_lost_a_series(world):
+    settings, queue, client, pacs_server, fhir = world
+    fhir.add_patient("p-a", "A1")
+    fhir.add_patient("p-b", "B1")
+    fhir.studies = [
+        stored("1.1", "p-a") | {"numberOfSeries": 2, "numberOfInstances": 5},
+        stored("1.2", "p-b") | {"numberOfSeries": 1, "numberOfInstances": 3},
+    ]
+    counts = lambda series, instances: {  # noqa: E731
+        "00201206": {"vr": "IS", "Value": [series]},
+        "00201208": {"vr": "IS", "Value": [instances]},
+    }
+    pacs_server.studies = [
+        study_row("A1", "1.1", **counts(1, 3)),
+        study_row("B1", "1.2", **counts(1, 3)),
+    ]
+    sweep = StoredStudySweep(settings.pacs["main"], client, fhir, queue, interval=60)
+    assert step(sweep, queue).enqueued == 1
+    assert set(pending(queue)) == {"p-a"}
 
 
 def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
@@ -330,7 +394,7 @@ def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
     fhir.add_patient("p-a", "A1", updated=recent)
     fhir.add_patient("p-old", "O1", updated=(now - timedelta(days=3)).isoformat())
     catch_up = CatchUp(fetch, fhir, queue, interval=60, lookback_seconds=3600)
-    report = catch_up.step()
+    report = step(catch_up, queue)
     assert pending(queue) == {"p-a": "catch-up"} and report.enqueued == 1
     assert queue.triggers.cursor("catch-up") == recent
     # synced since: an unchanged Patient found again costs nothing
@@ -339,7 +403,7 @@ def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
     queue.ledger.update("p-a", lambda s: begin(s, "h:1:x", time.time(), 30))
     fp = fingerprint_for(fetch, fhir.patients["p-a"])
     queue.ledger.update("p-a", lambda s: succeed(s, "h:1:x", time.time(), fp, "synced"))
-    assert catch_up.step().enqueued == 0
+    assert step(catch_up, queue).enqueued == 0
 
 
 def test_resync_waits_a_period_then_submits_every_mappable_patient_with_refresh(world):
@@ -351,8 +415,8 @@ def test_resync_waits_a_period_then_submits_every_mappable_patient_with_refresh(
     fhir.add_patient("p-x", "X1")
     fhir.patients["p-x"]["identifier"] = []  # nothing a PACS maps: not submitted
     resync = Resync(fetch, fhir, queue, period=3600)
-    assert resync.step().enqueued == 0  # the first period starts now
+    assert step(resync, queue).enqueued == 0  # the first period starts now
     queue.triggers.set_cursor("resync", str(time.time() - 7200))
-    assert resync.step().enqueued == 1
+    assert step(resync, queue).enqueued == 1
     (state,) = queue.pending()
     assert state.patient_id == "p-a" and state.refresh and state.reason == "resync"
