@@ -32,6 +32,8 @@ DeadOwner = Callable[[str], bool]
 class TriggerStore(Protocol):
     def acquire(self, name: str, owner: str, ttl: float, is_dead: DeadOwner) -> bool: ...
 
+    def renew(self, name: str, owner: str, ttl: float) -> bool: ...
+
     def release(self, name: str, owner: str) -> None: ...
 
     def holder(self, name: str) -> str | None: ...
@@ -78,6 +80,17 @@ class SqliteTriggerStore(SqliteFile):
                     (owner, now + ttl, name),
                 )
             return free
+
+    def renew(self, name: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s unexpired lease; False once it lapsed or changed hands."""
+        now = time.time()
+        with self._transaction() as conn:
+            renewed = conn.execute(
+                "update sidecar_trigger set lease_until = ?"
+                " where name = ? and owner = ? and lease_until > ?",
+                (now + ttl, name, owner, now),
+            )
+            return renewed.rowcount == 1
 
     def release(self, name: str, owner: str) -> None:
         with self._transaction() as conn:
@@ -192,6 +205,10 @@ class RedisTriggerStore:
         if holder and is_dead(holder) and self._release(keys=[key], args=[holder]):
             return bool(self.redis.set(key, owner, nx=True, px=ms))
         return False
+
+    def renew(self, name: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease key; False once it expired or changed hands."""
+        return bool(self._renew(keys=[self._lease(name)], args=[owner, int(ttl * 1000)]))
 
     def release(self, name: str, owner: str) -> None:
         self._release(keys=[self._lease(name)], args=[owner])

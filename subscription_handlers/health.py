@@ -29,7 +29,9 @@ def trigger_report(queue: SyncQueue, now: float | None = None) -> dict[str, dict
         if entry.get("error"):
             entry["problem"] = f"last step failed: {entry['error']}"
         elif last_ok is None or now - float(last_ok) > 3 * interval + 30:
-            entry["problem"] = "no successful step recently (is a worker running?)"
+            entry["problem"] = (
+                "no successful step for three intervals (no worker runs it, or a step hangs)"
+            )
         out[name] = entry
     return out
 

@@ -85,7 +85,8 @@ class TriggerRunner:
         except Exception as exc:  # noqa: BLE001 - recorded, retried at the next interval
             error = f"{type(exc).__name__}: {exc}"[:300]
             # the lag is unknown while the source does not answer, not the last one measured
-            self.store.update_status(name, {"last_run": started, "error": error, "lag": None})
+            failed = {"interval": self.trigger.interval, "last_run": started, "error": error}
+            self.store.update_status(name, {**failed, "lag": None})
             log.warning("trigger step failed", extra={"trigger": name, "error": str(exc)})
             return None
         finally:
@@ -106,15 +107,13 @@ class TriggerRunner:
 
     def _renew(self, done: threading.Event) -> None:
         while not done.wait(self.lease_seconds / 3):
-            try:
-                held = self.store.acquire(
-                    self.trigger.name, self.owner, self.lease_seconds, owner_is_dead
-                )
+            try:  # renew only: a lease that lapsed meanwhile is not taken back
+                held = self.store.renew(self.trigger.name, self.owner, self.lease_seconds)
             except Exception:  # noqa: BLE001 - storage hiccup: the next renewal tries again
                 log.exception(
                     "could not renew the trigger lease", extra={"trigger": self.trigger.name}
                 )
                 continue
-            if not held:  # taken over: the step's cursor move will fail, nothing recorded
-                log.warning("trigger lease taken over", extra={"trigger": self.trigger.name})
+            if not held:  # lapsed or taken over: the step's cursor move fails, nothing recorded
+                log.warning("trigger lease lost", extra={"trigger": self.trigger.name})
                 return

@@ -17,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sidecar.orthanc import OrthancChanges
+from sidecar.outcome import PacsUnavailable
 from sidecar.pacs import PacsClient
 from sidecar.settings import load_settings
 from subscription_handlers.coordination import Lease, LeaseLost, SqliteTriggerStore
+from subscription_handlers.health import trigger_report
 from subscription_handlers.queue import SyncQueue, owner_is_dead
 from subscription_handlers.triggers.base import TriggerRunner
 from subscription_handlers.triggers.catch_up import CatchUp
@@ -142,6 +144,40 @@ def test_the_runner_records_nothing_for_a_step_whose_lease_was_lost(world):
     assert status.get("cursor") is None and not status.get("error")
 
 
+def test_a_stalled_runner_does_not_take_a_lapsed_lease_back_and_move_the_cursor(world):
+    *_, queue, _, _, _ = world
+    store = queue.triggers
+
+    class Stalled:
+        name, interval = "stalled", 60
+
+        def step(self, lease):
+            # the holder stalls past its lease: it lapses, b takes over, moves, lets go
+            store.release(self.name, lease.owner)
+            assert store.acquire(self.name, "b", 30, lambda o: False)
+            Lease(store, self.name, "b").move("new")
+            store.release(self.name, "b")
+            time.sleep(0.3)  # the holder's renewer runs meanwhile (every 0.1 s)
+            lease.move("old")  # it wakes up with its old batch
+            raise AssertionError("the move must fail")
+
+    runner = TriggerRunner(Stalled(), queue, lease_seconds=0.3)
+    assert store.acquire("stalled", runner.owner, 0.3, lambda o: False)
+    assert runner.run_step() is None
+    assert store.cursor("stalled") == "new"
+    assert store.holder("stalled") is None  # the renewer did not take the free lease
+
+
+def test_renew_extends_only_a_live_lease_of_its_holder(tmp_path):
+    store = SqliteTriggerStore(tmp_path / "q.sqlite3")
+    alive = lambda owner: False  # noqa: E731
+    assert store.acquire("t", "a", 0.2, alive)
+    assert store.renew("t", "a", 0.2) and not store.renew("t", "b", 0.2)
+    time.sleep(0.25)
+    assert not store.renew("t", "a", 30)  # lapsed: acquiring again is the loop's decision
+    assert store.holder("t") is None
+
+
 def test_a_dead_process_of_this_host_is_recognised():
     import os
     import socket
@@ -174,6 +210,7 @@ def test_the_redis_store_leases_and_counts(request):
     store.set_cursor("t", "7")
     assert not store.set_cursor("t", "8", owner="a")  # a lost the lease to b
     assert store.set_cursor("t", "7", owner="b")
+    assert store.renew("t", "b", 1) and not store.renew("t", "a", 1)
     store.update_status("t", {"lag": 1}, enqueued=3)
     store.update_status("t", {}, enqueued=1)
     status = store.statuses()["t"]
@@ -200,6 +237,8 @@ def test_the_runner_records_a_failure_and_the_next_success(world):
     runner = TriggerRunner(trigger, queue, lease_seconds=3)
     runner.run_step()
     assert "PACS down" in queue.triggers.statuses()["flaky"]["error"]
+    # a trigger that never succeeded is a problem too, not a count-only source
+    assert "PACS down" in trigger_report(queue)["flaky"]["problem"]
     runner.run_step()
     status = queue.triggers.statuses()["flaky"]
     assert status["error"] is None and status["last_ok"] and status["interval"] == 0.01
@@ -320,6 +359,64 @@ def test_a_kill_before_the_cursor_moves_resubmits_and_skips_nothing(world):
     step(feed, queue)
     assert queue.triggers.cursor("changes:main") == "1"
     assert list(pending(queue)) == ["p-a"]  # submitted twice, queued once
+
+
+def _feed_at(world, path: str) -> OrthancChangeFeed:
+    settings, queue, client, pacs_server, fhir = world
+    pacs = settings.pacs["main"].model_copy(
+        update={"orthanc_url": pacs_server.server.url_for(path)}
+    )
+    return OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+
+
+def test_a_change_log_url_that_answers_404_is_an_error_not_an_empty_log(world):
+    _, queue, _, pacs_server, _ = world
+    # e.g. the DICOMweb root given as Orthanc's REST root: /dicom-web/changes is a 404
+    pacs_server.server.expect_request("/dicom-web/changes").respond_with_data("", status=404)
+    feed = _feed_at(world, "/dicom-web")
+    with pytest.raises(PacsUnavailable, match="no change log .*ORTHANC_URL"):
+        step(feed, queue)
+    assert queue.triggers.cursor(feed.name) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"Changes": [], "Done": True, "Last": 1e15},
+        {"Changes": [], "Done": True, "Last": -5},
+        {"Changes": [], "Done": True, "Last": "12"},
+        {"Changes": [], "Done": True, "Last": True},
+        {"Changes": [], "Done": True},
+        {"Changes": "none", "Done": True, "Last": 3},
+        [1, 2, 3],
+    ],
+    ids=["float", "negative", "text", "bool", "missing", "changes-not-a-list", "a-list"],
+)
+def test_a_malformed_change_log_answer_is_an_error_and_moves_no_cursor(world, body):
+    _, queue, _, pacs_server, _ = world
+    pacs_server.server.expect_request("/bad/changes").respond_with_json(body)
+    feed = _feed_at(world, "/bad")
+    queue.triggers.set_cursor(feed.name, "7")
+    with pytest.raises(PacsUnavailable, match="unusable change log"):
+        step(feed, queue)
+    assert queue.triggers.cursor(feed.name) == "7"
+
+
+def test_the_cursor_follows_the_changes_returned_not_the_answers_last(world):
+    _, queue, _, pacs_server, fhir = world
+    change = {"ChangeType": "NewStudy", "ResourceType": "Study", "ID": "o-9", "Seq": 9}
+    server = pacs_server.server
+    server.expect_request(
+        "/lying/changes", query_string={"since": "7", "limit": "100"}
+    ).respond_with_json({"Changes": [change], "Done": True, "Last": 10**15})
+    server.expect_request("/lying/changes", query_string={"last": ""}).respond_with_json(
+        {"Changes": [], "Done": True, "Last": 9}
+    )
+    server.expect_request("/lying/studies/o-9").respond_with_json({"MainDicomTags": {}})
+    feed = _feed_at(world, "/lying")
+    queue.triggers.set_cursor(feed.name, "7")
+    assert step(feed, queue).cursor == "9"  # what it read, not the 10**15 it was told
+    assert queue.triggers.cursor(feed.name) == "9"
 
 
 # -- the other triggers ----------------------------------------------------------------------

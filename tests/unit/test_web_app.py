@@ -174,7 +174,7 @@ def test_trigger_state_reaches_metrics_and_healthz(tmp_path):
     assert 'sidecar_trigger_lag{trigger="changes:main",unit="changes"} 3.0' in scraped
     assert 'sidecar_trigger_submitted_total{trigger="changes:main"} 4.0' in scraped
     triggers = client.get("/healthz").json["sync"]["triggers"]
-    assert "no successful step recently" in triggers["changes:main"]["problem"]
+    assert "no successful step for three intervals" in triggers["changes:main"]["problem"]
     services.close()
 
 
