@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
+from typing import Any
 
 import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.util.retry import Retry
 
 from sidecar.settings import HttpAuth
@@ -16,12 +19,18 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 def pooled_session(
-    *, pool_size: int, retries: int, methods: frozenset[str] = frozenset({"GET"})
+    *,
+    pool_size: int,
+    retries: int,
+    methods: frozenset[str] = frozenset({"GET"}),
+    deadline: float | None = None,
 ) -> requests.Session:
     """A session whose connections are reused; retries only connect errors and 502/503/504.
 
     Read timeouts are not retried (the caller's deadline would double), nor are methods
     outside ``methods``; Retry-After is not honoured, so a retry never outlives the timeout.
+    With ``deadline`` (seconds), every answer must arrive whole within it
+    (:class:`DeadlineAdapter`).
     """
     retry = Retry(
         total=retries,
@@ -36,10 +45,55 @@ def pooled_session(
         raise_on_status=False,
     )
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
+    options = {"pool_connections": 4, "pool_maxsize": pool_size, "max_retries": retry}
+    adapter = HTTPAdapter(**options) if deadline is None else DeadlineAdapter(deadline, **options)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An adapter that bounds the whole answer, not only each wait between bytes.
+
+    ``requests``' read timeout restarts with every byte, so a server that drips its answer
+    (one byte a second) holds the caller forever. This adapter reads the body itself, with
+    ``read1`` (returns whatever bytes arrived), and gives up with ``requests.Timeout`` once
+    ``deadline`` seconds have passed since the request was sent. Callers that ask to
+    stream get the stream as it is.
+    """
+
+    def __init__(self, deadline: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.deadline = deadline
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, stream: bool = False, **kwargs: Any
+    ) -> requests.Response:
+        give_up = time.monotonic() + self.deadline
+        response = super().send(request, stream=True, **kwargs)
+        if stream:
+            return response
+        raw = response.raw
+        chunks: list[bytes] = []
+        try:
+            while chunk := raw.read1(64 * 1024, decode_content=True):
+                chunks.append(chunk)
+                if time.monotonic() > give_up:
+                    raise requests.Timeout(
+                        f"no whole answer within {self.deadline:g} s", request=request
+                    )
+        except urllib3_exceptions.ReadTimeoutError as exc:
+            response.close()
+            raise requests.ReadTimeout(exc, request=request) from exc
+        except (urllib3_exceptions.ProtocolError, urllib3_exceptions.DecodeError) as exc:
+            response.close()
+            raise requests.ConnectionError(exc, request=request) from exc
+        except requests.Timeout:
+            response.close()  # the connection is half read: never back into the pool
+            raise
+        raw.release_conn()
+        response.raw = io.BytesIO(b"".join(chunks))
+        return response
 
 
 class BearerAuth(requests.auth.AuthBase):

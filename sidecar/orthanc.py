@@ -49,7 +49,9 @@ class OrthancChanges:
         self.name = settings.name
         self.root = str(settings.orthanc_url).rstrip("/")
         self._timeout = (qido.connect_timeout_seconds, qido.timeout_seconds)
-        self._session = session or pooled_session(pool_size=2, retries=qido.retries)
+        self._session = session or pooled_session(
+            pool_size=2, retries=qido.retries, deadline=qido.timeout_seconds
+        )
         self._session.auth = requests_auth(settings.auth, timeout=qido.timeout_seconds)
 
     def close(self) -> None:

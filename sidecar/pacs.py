@@ -75,7 +75,9 @@ class PacsClient:
         self.max_pages = qido_settings.max_pages
         self._timeout = (qido_settings.connect_timeout_seconds, qido_settings.timeout_seconds)
         self._session = session or pooled_session(
-            pool_size=qido_settings.concurrency + 2, retries=qido_settings.retries
+            pool_size=qido_settings.concurrency + 2,
+            retries=qido_settings.retries,
+            deadline=qido_settings.timeout_seconds,
         )
         self._session.auth = requests_auth(settings.auth, timeout=qido_settings.timeout_seconds)
         self._session.headers["Accept"] = DICOM_JSON

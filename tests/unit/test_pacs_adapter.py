@@ -179,3 +179,71 @@ def test_time_is_not_spent_in_dicomweb_clients_own_retries():
     with pytest.raises(PacsUnavailable):
         client_for(f"http://127.0.0.1:{port}/dicom-web").ping()
     assert time.monotonic() - started < 5
+
+
+def _dripping_server() -> socket.socket:
+    """Answers every request with headers at once, then one body byte every 0.2 s."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\n"
+                b"Content-Length: 100\r\n\r\n["
+            )
+            for _ in range(99):
+                time.sleep(0.2)
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("level", ["study", "series", "ping"])
+def test_a_pacs_that_drips_its_answer_times_out_with_504_whole(level):
+    """The read timeout restarts with every byte; the answer as a whole must be in within
+    SIDECAR_PACS_TIMEOUT_SECONDS (here 1 s, while the drip would take 20 s)."""
+    server = _dripping_server()
+    client = client_for(f"http://127.0.0.1:{server.getsockname()[1]}/dicom-web", timeout=1.0)
+    call = {
+        "study": lambda: client.search_patient_studies("12", None, StudyCriteria()),
+        "series": lambda: client.study_contents({"1.2.3": study_row("12", "1.2.3")}, "series"),
+        "ping": client.ping,
+    }[level]
+    started = time.monotonic()
+    with pytest.raises(PacsTimeout) as err:
+        call()
+    assert err.value.status == 504 and time.monotonic() - started < 5
+    server.close()
+
+
+def test_a_compressed_answer_is_read_whole_and_decoded(httpserver):
+    import gzip
+    import json
+
+    rows = [study_row("12", "1.2.3")]
+    httpserver.expect_request("/dicom-web/studies").respond_with_response(
+        Response(
+            gzip.compress(json.dumps(rows).encode()),
+            headers={"Content-Encoding": "gzip"},
+            content_type="application/dicom+json",
+        )
+    )
+    found = client_for(httpserver.url_for("/dicom-web")).search_patient_studies(
+        "12", None, StudyCriteria()
+    )
+    assert [qido.first_value(r, qido.STUDY_INSTANCE_UID) for r in found.records] == ["1.2.3"]
