@@ -28,7 +28,14 @@ from sidecar import identity, qido, steady_state
 from sidecar.fhir_store import FhirStore, Resource
 from sidecar.fhir_values import identifier_token
 from sidecar.identity import PatientKey
-from sidecar.mapping import Detail, build_endpoint, imaging_study_id, map_studies, trim_to_detail
+from sidecar.mapping import (
+    Detail,
+    build_endpoint,
+    imaging_study_id,
+    map_studies,
+    merge_studies,
+    trim_to_detail,
+)
 from sidecar.outcome import (
     AmbiguousPatient,
     BadRequest,
@@ -44,6 +51,8 @@ from sidecar.pacs import PacsClient, Record
 from sidecar.settings import PacsSettings, Settings
 
 log = logging.getLogger(__name__)
+#: the QIDO level below the study that each depth reads
+_LEVELS = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}
 
 FETCHES = Counter("sidecar_fetch_total", "Fetches by outcome", ["outcome"])
 FETCH_SECONDS = Histogram("sidecar_fetch_seconds", "Wall time of a fetch", ["outcome"])
@@ -102,6 +111,7 @@ class PacsAnswer:
     foreign: int = 0  # study records not exactly this patient's (or outside the criteria)
     invalid_uids: list[str] = field(default_factory=list)  # study records without a valid UID
     reused: list[Resource] = field(default_factory=list)  # stored studies nothing changed in
+    rows: dict[str, Record] = field(default_factory=dict)  # study-level rows by StudyInstanceUID
     foreign_contents: int = 0  # series/instance rows of another patient under a study UID
 
 
@@ -220,6 +230,8 @@ class FetchImaging:
         # what is stored is always the full mapping: instance level whenever we write
         depth = Detail.INSTANCE if request.persist else request.detail
         found = self._query_all(pacs_names, keys, request, depth, stored_future, patient_id)
+        if stored_future is not None:
+            self._read_shared_in_full(found, stored_future.result(), depth)
         self._refuse_duplicates(patient_id, claims.result())
         issues += _drop_issues(found.values())
 
@@ -341,7 +353,8 @@ class FetchImaging:
                 _refuse_mixed_issuers(client.name, key, found.records)
             for record in found.records:
                 by_uid.setdefault(qido.first_value(record, qido.STUDY_INSTANCE_UID), record)
-        level = {Detail.SERIES: "series", Detail.INSTANCE: "instance"}.get(depth)
+        answer.rows = dict(by_uid)
+        level = _LEVELS.get(depth)
         if level and stored is not None and not request.refresh:
             reusable = self._reusable(client.name, by_uid, stored.result(), patient_id)
             answer.reused = [r for r in reusable if _study_uid(r) not in request.refresh_studies]
@@ -349,17 +362,49 @@ class FetchImaging:
                 by_uid.pop(_study_uid(reused) or "", None)
         answer.records = list(by_uid.values())
         if level:
-            for uid, contents in client.study_contents(by_uid, level).items():
-                # a StudyInstanceUID a PACS also files under another patient: only this
-                # patient's series and instances (rows that say whose they are)
-                mine = [r for r in contents if _same_patient(r, by_uid[uid])]
-                answer.foreign_contents += len(contents) - len(mine)
-                answer.records.extend(mine)
+            self._read_contents(client, answer, by_uid, level)
         log.info(
             "queried PACS",
             extra={"pacs": client.name, "study_uids": sorted(by_uid), "dropped": answer.foreign},
         )
         return answer
+
+    @staticmethod
+    def _read_contents(
+        client: PacsClient, answer: PacsAnswer, rows: dict[str, Record], level: str
+    ) -> None:
+        """The series/instance rows of ``rows``' studies, into ``answer.records``."""
+        for uid, contents in client.study_contents(rows, level).items():
+            # a StudyInstanceUID a PACS also files under another patient: only this
+            # patient's series and instances (rows that say whose they are)
+            mine = [r for r in contents if _same_patient(r, rows[uid])]
+            answer.foreign_contents += len(contents) - len(mine)
+            answer.records.extend(mine)
+
+    def _read_shared_in_full(
+        self, found: dict[str, PacsAnswer], stored: dict[tuple[str, str], Resource], depth: Detail
+    ) -> None:
+        """A study several PACS hold (or held) is reused only when every one of them says
+        nothing changed; otherwise the PACS that reused it read it in full too, so the
+        union of their series (sidecar.mapping.merge) holds nothing stale."""
+        level = _LEVELS.get(depth)
+        if not level or not any(a.reused for a in found.values()):
+            return
+        by_endpoint = {f"Endpoint/{p.endpoint_id}": p.name for p in self.settings.pacs.values()}
+        holders = {
+            uid: {by_endpoint.get(e.get("reference"), "?") for e in r.get("endpoint") or []}
+            for (kind, _), r in stored.items()
+            if kind == "ImagingStudy" and (uid := _study_uid(r))
+        }
+        answers = {
+            n: ({_study_uid(r) or "" for r in a.reused}, set(a.rows)) for n, a in found.items()
+        }
+        for name, uids in steady_state.shared_reuse_to_undo(answers, holders).items():
+            answer = found[name]
+            answer.reused = [r for r in answer.reused if _study_uid(r) not in uids]
+            rows = {uid: answer.rows[uid] for uid in uids}
+            answer.records.extend(rows.values())
+            self._read_contents(self.pacs[name], answer, rows, level)
 
     def _reusable(
         self,
@@ -396,12 +441,9 @@ class FetchImaging:
             endpoint_ref = {"reference": f"Endpoint/{pacs.endpoint_id}"}
             for reused in answer.reused:
                 # ImagingStudy.endpoint: the PACS that hold it now, not those stored before
-                if reused["id"] in studies:
-                    refs = studies[reused["id"]].setdefault("endpoint", [])
-                    if endpoint_ref not in refs:
-                        refs.append(endpoint_ref)
-                else:
-                    studies[reused["id"]] = {**_content(reused), "endpoint": [endpoint_ref]}
+                study = {**_content(reused), "endpoint": [endpoint_ref]}
+                known = studies.get(study["id"])
+                studies[study["id"]] = merge_studies(known, study) if known else study
             if answer.reused:
                 endpoints.append(_endpoint(pacs))
             if not records:
@@ -415,13 +457,9 @@ class FetchImaging:
                 detail=depth,
             )
             issues.extend(mapped.issues)
-            for study in mapped.studies:
-                if study["id"] in studies:  # the same study in two PACS: one resource
-                    refs = studies[study["id"]].setdefault("endpoint", [])
-                    if endpoint_ref not in refs:
-                        refs.append(endpoint_ref)
-                else:
-                    studies[study["id"]] = study
+            for study in mapped.studies:  # the same study in two PACS: one resource
+                known = studies.get(study["id"])
+                studies[study["id"]] = merge_studies(known, study) if known else study
             if not answer.reused:
                 endpoints.append(_endpoint(pacs))
         ordered = sorted(studies.values(), key=_study_sort_key, reverse=True)

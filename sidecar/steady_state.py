@@ -56,3 +56,26 @@ def unchanged_studies(
         if len(mapped.studies) == 1 and _study_level(mapped.studies[0]) == _study_level(before):
             reusable[uid] = before
     return reusable
+
+
+def shared_reuse_to_undo(
+    answers: Mapping[str, tuple[set[str], set[str]]],
+    holders: Mapping[str, set[str]],
+) -> dict[str, set[str]]:
+    """PACS name -> the StudyInstanceUIDs it reused but must read in full.
+
+    ``answers``: per PACS, (the UIDs it reused, every UID it answered with);
+    ``holders``: per stored study UID, the PACS its ``endpoint`` names. A reused study is
+    kept only when the PACS that hold it now, the PACS that held it when it was stored and
+    the PACS that reused it are the same: a study one PACS added, lost or changed is read
+    in full from every PACS that has it, so the merged series are current.
+    """
+    undo: dict[str, set[str]] = {}
+    reused_anywhere = set().union(*(reused for reused, _ in answers.values()))
+    for uid in reused_anywhere:
+        answering = {name for name, (_, held) in answers.items() if uid in held}
+        reused_by = {name for name, (reused, _) in answers.items() if uid in reused}
+        if not (reused_by == answering == holders.get(uid, answering)):
+            for name in reused_by:
+                undo.setdefault(name, set()).add(uid)
+    return undo

@@ -3,7 +3,8 @@
 Public API (other modules code against these names)::
 
     Detail, MappingResult, map_studies, imaging_study_id, study_identifier,
-    build_endpoint, build_patient, patient_key, trim_to_detail, validate_r4
+    build_endpoint, build_patient, patient_key, trim_to_detail, validate_r4,
+    merge_studies
 
 The rules are those of docs/dicom-fhir-mapping.md; each module cites the DICOM tags it
 reads.
@@ -20,6 +21,7 @@ from .imaging_study import (
     map_studies,
     study_identifier,
 )
+from .merge import merge_studies
 from .patient import build_patient, patient_key
 from .validation import validate_r4
 
@@ -33,6 +35,7 @@ __all__ = [
     "extract",
     "imaging_study_id",
     "map_studies",
+    "merge_studies",
     "patient_key",
     "study_identifier",
     "trim_to_detail",

@@ -273,3 +273,55 @@ def test_fetch_unites_two_pacs_with_one_endpoint_each(sidecar, fhir, stack, seco
             if uid in held
         }
         assert {ref["reference"] for ref in study["endpoint"]} == expected, uid
+
+
+def test_a_study_split_over_two_pacs_holds_both_parts_and_loses_a_deleted_one(sidecar, fhir, stack):
+    """One StudyInstanceUID, one series in Orthanc main and another only in Orthanc second:
+    one ImagingStudy with both series; the second's series deleted there, it goes."""
+    import copy
+    import uuid
+
+    from pydicom.uid import generate_uid
+
+    from sidecar.samples.loader import load_into_orthanc
+    from tests.integration.conftest_sync import smallest_sample_instance
+
+    tag = uuid.uuid4().hex
+    study = generate_uid(entropy_srcs=["split-study", tag])
+    series = {}
+    for name in ("main", "second"):
+        ds = copy.deepcopy(smallest_sample_instance())
+        ds.PatientID, ds.IssuerOfPatientID = "P-1003", "HOSP-A"
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series[name] = generate_uid(entropy_srcs=["split", name, tag])
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=["split-sop", name, tag])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        pacs = stack.pacs[name]
+        assert not load_into_orthanc([ds], base_url=pacs.base_url, auth=pacs.auth).failed
+    fhir.put_patient("t-split", [("HOSP-A", "P-1003")])
+    pacs = stack.pacs["second"]
+    try:
+
+        def stored_series() -> set[str]:
+            r = sidecar.fetch("t-split")
+            assert r.status_code == 200, r.text
+            (found,) = [s for s in bundle_studies(r.json()) if study_uid(s) == study]
+            assert found["numberOfSeries"] == len(found["series"])
+            return {s["uid"] for s in found["series"]}
+
+        assert stored_series() == {series["main"], series["second"]}
+        assert stored_series() == {series["main"], series["second"]}  # and again (steady state)
+        found = requests.post(
+            f"{pacs.base_url}/tools/lookup", data=series["second"], auth=pacs.auth, timeout=30
+        ).json()
+        (gone,) = [f for f in found if f["Type"] == "Series"]
+        requests.delete(f"{pacs.base_url}/series/{gone['ID']}", auth=pacs.auth, timeout=30)
+        assert stored_series() == {series["main"]}
+    finally:
+        for name in ("main", "second"):
+            p = stack.pacs[name]
+            hits = requests.post(
+                f"{p.base_url}/tools/lookup", data=study, auth=p.auth, timeout=30
+            ).json()
+            for hit in (h for h in hits if h["Type"] == "Study"):
+                requests.delete(f"{p.base_url}/studies/{hit['ID']}", auth=p.auth, timeout=30)

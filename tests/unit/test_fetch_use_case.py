@@ -511,9 +511,9 @@ def test_a_study_a_change_log_named_is_re_read_and_the_others_reused(world):
     assert result.updated == 1 and result.unchanged == 1
 
 
-def test_a_study_in_two_pacs_is_steady_and_keeps_only_the_endpoints_that_hold_it(httpserver):
-    from tests.unit.fake_dicomweb import instance_row
-
+@pytest.fixture
+def two_pacs(httpserver):
+    """PACS main and second on one fake server, one Patient whose MRN both know."""
     servers = {
         name: FakeDicomWeb(httpserver, root=f"/{name}/dicom-web").install()
         for name in ("main", "second")
@@ -527,10 +527,6 @@ def test_a_study_in_two_pacs_is_steady_and_keeps_only_the_endpoints_that_hold_it
             "SIDECAR_PACS_RETRIES": "0",
         }
     )
-    counts = {"00201206": {"vr": "IS", "Value": [1]}, "00201208": {"vr": "IS", "Value": [1]}}
-    for server in servers.values():
-        server.studies = [study_record("12", "1.2.1") | counts]
-        server.instances["1.2.1"] = [instance_row("1.2.1", "1.2.1.1", "1.2.1.1.1")]
     fhir = FakeFhir()
     fhir.store[("Patient", "p12")] = {
         "resourceType": "Patient",
@@ -538,27 +534,77 @@ def test_a_study_in_two_pacs_is_steady_and_keeps_only_the_endpoints_that_hold_it
         "identifier": [{"system": SYS_A, "value": "12"}],
     }
     clients = {name: PacsClient(settings.pacs[name], settings.qido) for name in servers}
-    try:
-        fetch = FetchImaging(settings, fhir, clients)
-        first = fetch(FetchRequest(patient_id="p12"))
-        assert [e["reference"] for e in first.studies[0]["endpoint"]] == [
-            f"Endpoint/{settings.pacs['main'].endpoint_id}",
-            f"Endpoint/{settings.pacs['second'].endpoint_id}",
-        ]
+    yield settings, servers, FetchImaging(settings, fhir, clients)
+    for client in clients.values():
+        client.close()
 
-        def instance_queries() -> int:
-            return sum(p.endswith("/instances") for s in servers.values() for p, _ in s.queries)
 
-        seen = instance_queries()
-        again = fetch(FetchRequest(patient_id="p12"))
-        assert instance_queries() == seen  # steady in both PACS
-        assert again.unchanged == 1
-        servers["second"].studies = []  # PACS second deleted its copy
-        gone = fetch(FetchRequest(patient_id="p12"))
-        assert [e["reference"] for e in gone.studies[0]["endpoint"]] == [
-            f"Endpoint/{settings.pacs['main'].endpoint_id}"
-        ]
-        assert gone.studies[0]["status"] == "available"
-    finally:
-        for client in clients.values():
-            client.close()
+def _hold(server: FakeDicomWeb, uid: str, series: dict[str, list[str]]) -> None:
+    """``server`` holds study ``uid`` with these series (UID -> SOP instance UIDs)."""
+    from tests.unit.fake_dicomweb import instance_row
+
+    rows = [instance_row(uid, s, sop) for s, sops in series.items() for sop in sops]
+    counts = {
+        "00201206": {"vr": "IS", "Value": [len(series)]},
+        "00201208": {"vr": "IS", "Value": [len(rows)]},
+    }
+    server.studies = [study_record("12", uid) | counts] if series else []
+    server.instances[uid] = rows
+
+
+def _endpoints(settings, study) -> list[str]:
+    names = {f"Endpoint/{p.endpoint_id}": p.name for p in settings.pacs.values()}
+    return [names[e["reference"]] for e in study["endpoint"]]
+
+
+def _series(study) -> dict[str, list[str]]:
+    return {s["uid"]: [i["uid"] for i in s.get("instance", [])] for s in study.get("series", [])}
+
+
+def _instance_queries(servers) -> int:
+    return sum(p.endswith("/instances") for s in servers.values() for p, _ in s.queries)
+
+
+def test_a_study_in_two_pacs_is_steady_and_keeps_only_the_endpoints_that_hold_it(two_pacs):
+    settings, servers, fetch = two_pacs
+    for server in servers.values():
+        _hold(server, "1.2.1", {"1.2.1.1": ["1.2.1.1.1"]})
+    first = fetch(FetchRequest(patient_id="p12"))
+    assert _endpoints(settings, first.studies[0]) == ["main", "second"]
+    seen = _instance_queries(servers)
+    again = fetch(FetchRequest(patient_id="p12"))
+    assert _instance_queries(servers) == seen  # steady in both PACS
+    assert again.unchanged == 1
+    _hold(servers["second"], "1.2.1", {})  # PACS second deleted its copy
+    gone = fetch(FetchRequest(patient_id="p12"))
+    assert _endpoints(settings, gone.studies[0]) == ["main"]
+    assert gone.studies[0]["status"] == "available"
+
+
+def test_a_study_split_over_two_pacs_holds_the_series_of_both(two_pacs):
+    settings, servers, fetch = two_pacs
+    _hold(servers["main"], "1.2.1", {"1.2.1.1": ["1.2.1.1.1", "1.2.1.1.2"]})
+    _hold(servers["second"], "1.2.1", {"1.2.1.1": ["1.2.1.1.2"], "1.2.1.2": ["1.2.1.2.1"]})
+    study = fetch(FetchRequest(patient_id="p12")).studies[0]
+    assert _series(study) == {
+        "1.2.1.1": ["1.2.1.1.1", "1.2.1.1.2"],
+        "1.2.1.2": ["1.2.1.2.1"],
+    }
+    assert (study["numberOfSeries"], study["numberOfInstances"]) == (2, 3)
+    assert _endpoints(settings, study) == ["main", "second"]
+    # PACS second loses the series only it had: read again from both, the series goes
+    _hold(servers["second"], "1.2.1", {"1.2.1.1": ["1.2.1.1.2"]})
+    after = fetch(FetchRequest(patient_id="p12"))
+    assert _series(after.studies[0]) == {"1.2.1.1": ["1.2.1.1.1", "1.2.1.1.2"]}
+    assert (after.studies[0]["numberOfSeries"], after.studies[0]["numberOfInstances"]) == (1, 2)
+    assert after.updated == 1
+
+
+def test_a_study_that_appears_in_a_second_pacs_gains_its_series(two_pacs):
+    settings, servers, fetch = two_pacs
+    _hold(servers["main"], "1.2.1", {"1.2.1.1": ["1.2.1.1.1"]})
+    fetch(FetchRequest(patient_id="p12"))
+    _hold(servers["second"], "1.2.1", {"1.2.1.2": ["1.2.1.2.1"]})
+    study = fetch(FetchRequest(patient_id="p12")).studies[0]
+    assert _series(study) == {"1.2.1.1": ["1.2.1.1.1"], "1.2.1.2": ["1.2.1.2.1"]}
+    assert _endpoints(settings, study) == ["main", "second"]

@@ -568,3 +568,45 @@ def test_a_better_zoned_start_time_is_no_disagreement():
     result = map_studies(rows, subject=SUBJECT, timezone="America/New_York")
     assert result.issues == []
     assert result.studies[0]["started"] == "2024-01-15T10:15:00+01:00"
+
+
+def test_one_study_from_two_pacs_is_the_union_of_their_series_and_instances():
+    from sidecar.mapping import merge_studies
+
+    def series(uid, number, *sops):
+        instances = [{"uid": s, "sopClass": {"code": "1.2"}} for s in sops]
+        return {"uid": uid, "number": number, "numberOfInstances": len(sops), "instance": instances}
+
+    main = {
+        "id": "x",
+        "modality": [{"system": "dcm", "code": "CT"}],
+        "endpoint": [{"reference": "Endpoint/main"}],
+        "numberOfSeries": 2,
+        "numberOfInstances": 3,
+        "series": [series("1.2", 2, "1.2.1"), series("1.1", 1, "1.1.1", "1.1.2")],
+        "description": "from main",
+    }
+    second = {
+        "id": "x",
+        "modality": [{"system": "dcm", "code": "MR"}, {"system": "dcm", "code": "CT"}],
+        "endpoint": [{"reference": "Endpoint/second"}],
+        "numberOfSeries": 2,
+        "numberOfInstances": 2,
+        "series": [series("1.1", 1, "1.1.2", "1.1.3"), series("1.3", 3, "1.3.1")],
+        "description": "from second",
+    }
+    merged = merge_studies(main, second)
+    assert [s["uid"] for s in merged["series"]] == ["1.1", "1.2", "1.3"]
+    assert [i["uid"] for i in merged["series"][0]["instance"]] == ["1.1.1", "1.1.2", "1.1.3"]
+    assert merged["series"][0]["numberOfInstances"] == 3
+    assert (merged["numberOfSeries"], merged["numberOfInstances"]) == (3, 5)
+    assert [m["code"] for m in merged["modality"]] == ["CT", "MR"]
+    assert [e["reference"] for e in merged["endpoint"]] == ["Endpoint/main", "Endpoint/second"]
+    assert merged["description"] == "from main"  # the first PACS's, in settings order
+    assert merge_studies(merged, merged) == merged  # a mirror changes nothing
+    # study level only (no series): the larger counts
+    shallow = merge_studies(
+        {"id": "x", "numberOfSeries": 1, "numberOfInstances": 4},
+        {"id": "x", "numberOfSeries": 2, "numberOfInstances": 3},
+    )
+    assert (shallow["numberOfSeries"], shallow["numberOfInstances"]) == (2, 4)
