@@ -7,7 +7,8 @@ a sync of the subject of every study the PACS no longer has (the use case then s
 are submitted too, so the study moves), or holds with other counts than stored
 (NumberOfStudyRelatedSeries (0020,1206) / ...Instances (0020,1208) against
 ``ImagingStudy.numberOfSeries`` / ``numberOfInstances``: a series or instance deleted,
-which Orthanc's change log does not record). Its cost is one FHIR page per 200 stored studies
+which Orthanc's change log does not record; for a study several PACS hold, only more than
+stored). Its cost is one FHIR page per 200 stored studies
 and one QIDO per 50, per sweep: the bound on how fast a deletion is seen grows with the
 number of stored studies (docs/sync.md).
 """
@@ -50,7 +51,7 @@ class StoredStudySweep:
             {
                 "endpoint": f"Endpoint/{self.pacs.endpoint_id}",
                 "status": "available,registered",
-                "_elements": "identifier,subject,status,numberOfSeries,numberOfInstances",
+                "_elements": "identifier,subject,status,endpoint,numberOfSeries,numberOfInstances",
             },
         )
         checked = enqueued = 0
@@ -90,21 +91,34 @@ class StoredStudySweep:
                 wanted.add(subject)  # refiled: entered-in-error here ...
                 for record in records:  # ... moved there
                     wanted.update(patients_of(self.fhir, self.pacs, record))
-            elif any(_counts_differ(study, r) for r in exact):
+            elif any(
+                _counts_differ(study, r, shared=len(study.get("endpoint") or []) > 1) for r in exact
+            ):
                 wanted.add(subject)  # a series or instance deleted (or added unseen)
         for patient_id in sorted(p for p in wanted if p):
             self.queue.submit(patient_id, None, reason=self.name)
         return len([p for p in wanted if p])
 
 
-def _counts_differ(study: dict[str, Any], row: dict[str, Any]) -> bool:
+def _counts_differ(study: dict[str, Any], row: dict[str, Any], *, shared: bool) -> bool:
     """Whether the PACS's study counts differ from the stored ones (either side missing:
-    not compared)."""
+    not compared). A study several PACS hold is stored with the union of their series, so
+    one PACS holding less is no news: only more than stored is (a partial deletion there
+    is the resync's, docs/sync.md)."""
     for element, tag in (("numberOfSeries", "00201206"), ("numberOfInstances", "00201208")):
-        stored, now = study.get(element), qido.first_value(row, tag)
-        if stored is not None and now is not None and str(stored) != str(now).strip():
+        stored, now = study.get(element), _number(qido.first_value(row, tag))
+        if stored is None or now is None:
+            continue
+        if now > stored if shared else now != stored:
             return True
     return False
+
+
+def _number(value: Any) -> int | None:
+    try:
+        return int(str(value).strip()) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _study_uid(study: dict[str, Any]) -> str | None:

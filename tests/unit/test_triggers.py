@@ -480,6 +480,29 @@ def test_the_sweep_submits_a_study_that_lost_a_series(world):
     assert set(pending(queue)) == {"p-a"}
 
 
+def test_the_sweep_leaves_a_study_two_pacs_share_unless_this_one_holds_more(world):
+    """Stored with the union of both PACS's series: this PACS holding less is its share."""
+    settings, queue, client, pacs_server, fhir = world
+    fhir.add_patient("p-a", "A1")
+    fhir.add_patient("p-b", "B1")
+    both = {"endpoint": [{"reference": "Endpoint/main"}, {"reference": "Endpoint/second"}]}
+    fhir.studies = [
+        stored("1.1", "p-a") | both | {"numberOfSeries": 2, "numberOfInstances": 4},
+        stored("1.2", "p-b") | both | {"numberOfSeries": 1, "numberOfInstances": 3},
+    ]
+    counts = lambda series, instances: {  # noqa: E731
+        "00201206": {"vr": "IS", "Value": [series]},
+        "00201208": {"vr": "IS", "Value": [instances]},
+    }
+    pacs_server.studies = [
+        study_row("A1", "1.1", **counts(1, 2)),  # a partial copy: nothing to do, every sweep
+        study_row("B1", "1.2", **counts(1, 5)),  # more than stored: something unseen
+    ]
+    sweep = StoredStudySweep(settings.pacs["main"], client, fhir, queue, interval=60)
+    assert step(sweep, queue).enqueued == 1
+    assert set(pending(queue)) == {"p-b"}
+
+
 def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
     settings, queue, client, _, fhir = world
     from sidecar import wiring
