@@ -480,8 +480,9 @@ def test_the_sweep_submits_a_study_that_lost_a_series(world):
     assert set(pending(queue)) == {"p-a"}
 
 
-def test_the_sweep_leaves_a_study_two_pacs_share_unless_this_one_holds_more(world):
-    """Stored with the union of both PACS's series: this PACS holding less is its share."""
+def test_the_sweep_submits_a_shared_study_when_this_pacs_holds_more_or_its_part_changed(world):
+    """Stored with the union of both PACS's series: this PACS holding less is its part; the
+    part is news when it changes (a series deleted that only this PACS had), not every sweep."""
     settings, queue, client, pacs_server, fhir = world
     fhir.add_patient("p-a", "A1")
     fhir.add_patient("p-b", "B1")
@@ -495,12 +496,15 @@ def test_the_sweep_leaves_a_study_two_pacs_share_unless_this_one_holds_more(worl
         "00201208": {"vr": "IS", "Value": [instances]},
     }
     pacs_server.studies = [
-        study_row("A1", "1.1", **counts(1, 2)),  # a partial copy: nothing to do, every sweep
+        study_row("A1", "1.1", **counts(1, 2)),  # a part: submitted when first seen ...
         study_row("B1", "1.2", **counts(1, 5)),  # more than stored: something unseen
     ]
     sweep = StoredStudySweep(settings.pacs["main"], client, fhir, queue, interval=60)
-    assert step(sweep, queue).enqueued == 1
-    assert set(pending(queue)) == {"p-b"}
+    assert step(sweep, queue).enqueued == 2
+    assert step(sweep, queue).enqueued == 1  # ... and not again while the part is the same
+    pacs_server.studies[0] = study_row("A1", "1.1", **counts(1, 1))  # the part changed
+    assert step(sweep, queue).enqueued == 2
+    assert set(pending(queue)) == {"p-a", "p-b"}
 
 
 def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
