@@ -572,6 +572,10 @@ class FetchImaging:
                 if k.pacs == row["_pacs"]
             ):
                 blocked.add(sid)
+                log.warning(
+                    "study not moved: one StudyInstanceUID filed under two patients",
+                    extra={"imaging_study": sid, "patient_id": patient_id, "owner": owner},
+                )
                 issues.append(
                     issue(
                         "warning",
