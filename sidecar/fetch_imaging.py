@@ -34,6 +34,7 @@ from sidecar.mapping import (
     imaging_study_id,
     map_studies,
     merge_studies,
+    study_uid_of,
     trim_to_detail,
 )
 from sidecar.outcome import (
@@ -357,9 +358,9 @@ class FetchImaging:
         level = _LEVELS.get(depth)
         if level and stored is not None and not request.refresh:
             reusable = self._reusable(client.name, by_uid, stored.result(), patient_id)
-            answer.reused = [r for r in reusable if _study_uid(r) not in request.refresh_studies]
+            answer.reused = [r for r in reusable if study_uid_of(r) not in request.refresh_studies]
             for reused in answer.reused:
-                by_uid.pop(_study_uid(reused) or "", None)
+                by_uid.pop(study_uid_of(reused) or "", None)
         answer.records = list(by_uid.values())
         if level:
             self._read_contents(client, answer, by_uid, level)
@@ -394,14 +395,14 @@ class FetchImaging:
         holders = {
             uid: {by_endpoint.get(e.get("reference"), "?") for e in r.get("endpoint") or []}
             for (kind, _), r in stored.items()
-            if kind == "ImagingStudy" and (uid := _study_uid(r))
+            if kind == "ImagingStudy" and (uid := study_uid_of(r))
         }
         answers = {
-            n: ({_study_uid(r) or "" for r in a.reused}, set(a.rows)) for n, a in found.items()
+            n: ({study_uid_of(r) or "" for r in a.reused}, set(a.rows)) for n, a in found.items()
         }
         for name, uids in steady_state.shared_reuse_to_undo(answers, holders).items():
             answer = found[name]
-            answer.reused = [r for r in answer.reused if _study_uid(r) not in uids]
+            answer.reused = [r for r in answer.reused if study_uid_of(r) not in uids]
             rows = {uid: answer.rows[uid] for uid in uids}
             answer.records.extend(rows.values())
             self._read_contents(self.pacs[name], answer, rows, level)
@@ -557,7 +558,7 @@ class FetchImaging:
         if not owners:
             return set()
         patients = self.fhir.read_many("Patient", sorted(set(owners.values())))
-        uids = {sid: _study_uid(stored[("ImagingStudy", sid)]) or "" for sid in owners}
+        uids = {sid: study_uid_of(stored[("ImagingStudy", sid)]) or "" for sid in owners}
         rows: dict[str, list[Record]] = {}
         for name, client in self.pacs.items():
             for uid, records in client.find_studies(uids.values()).items():
@@ -608,7 +609,7 @@ class FetchImaging:
             refs = [e.get("reference") for e in resource.get("endpoint") or []]
             if not any(r in ours for r in refs):
                 continue  # not written by this sidecar: not ours to judge
-            uid = _study_uid(resource)
+            uid = study_uid_of(resource)
             if uid is None or imaging_study_id(uid) != rid:
                 continue
             status = self._status_of_missing(uid, keys)
@@ -715,13 +716,6 @@ def _with_version(resource: Resource, response: dict[str, Any]) -> Resource:
         if v
     }
     return {**resource, "meta": meta} if meta else resource
-
-
-def _study_uid(resource: Resource) -> str | None:
-    for ident in resource.get("identifier") or []:
-        if ident.get("system") == "urn:dicom:uid":
-            return str(ident.get("value", "")).removeprefix("urn:oid:") or None
-    return None
 
 
 def _study_sort_key(study: Resource) -> tuple[str, str]:

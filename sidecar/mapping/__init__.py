@@ -4,7 +4,7 @@ Public API (other modules code against these names)::
 
     Detail, MappingResult, map_studies, imaging_study_id, study_identifier,
     build_endpoint, build_patient, patient_key, trim_to_detail, validate_r4,
-    merge_studies
+    merge_studies, study_uid_of
 
 The rules are those of docs/dicom-fhir-mapping.md; each module cites the DICOM tags it
 reads.
@@ -20,6 +20,7 @@ from .imaging_study import (
     imaging_study_id,
     map_studies,
     study_identifier,
+    study_uid_of,
 )
 from .merge import merge_studies
 from .patient import build_patient, patient_key
@@ -38,6 +39,7 @@ __all__ = [
     "merge_studies",
     "patient_key",
     "study_identifier",
+    "study_uid_of",
     "trim_to_detail",
     "validate_r4",
 ]

@@ -71,6 +71,15 @@ def study_identifier(study_uid: str) -> dict[str, str]:
     return {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{study_uid}"}
 
 
+def study_uid_of(study: Mapping[str, Any]) -> str | None:
+    """StudyInstanceUID (0020,000D) of an ImagingStudy: the inverse of
+    :func:`study_identifier` (None when it carries no ``urn:dicom:uid`` identifier)."""
+    for ident in study.get("identifier") or []:
+        if ident.get("system") == DICOM_UID_SYSTEM:
+            return str(ident.get("value", "")).removeprefix("urn:oid:") or None
+    return None
+
+
 def _choose(counter: Counter) -> Any:
     """Most frequent value; ties broken by the smallest repr (order-independent)."""
     if len(counter) == 1:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sidecar import identity, qido
 from sidecar.fhir_store import FhirStore
+from sidecar.mapping import study_uid_of
 from sidecar.pacs import PacsClient
 from sidecar.settings import PacsSettings
 from subscription_handlers.coordination import Lease
@@ -74,7 +75,7 @@ class StoredStudySweep:
         return StepReport(enqueued, extra={"checked": checked})
 
     def _check(self, studies: list[dict[str, Any]], partial: dict[str, Counts]) -> int:
-        by_uid = {uid: s for s in studies if (uid := _study_uid(s))}
+        by_uid = {uid: s for s in studies if (uid := study_uid_of(s))}
         present = self.client.find_studies(by_uid)
         subjects = {
             ref.removeprefix("Patient/")
@@ -145,10 +146,3 @@ def _number(value: Any) -> int | None:
         return int(str(value).strip()) if value is not None else None
     except ValueError:
         return None
-
-
-def _study_uid(study: dict[str, Any]) -> str | None:
-    for ident in study.get("identifier") or []:
-        if ident.get("system") == "urn:dicom:uid":
-            return str(ident.get("value", "")).removeprefix("urn:oid:") or None
-    return None
