@@ -85,8 +85,13 @@ class TriggerRunner:
         except Exception as exc:  # noqa: BLE001 - recorded, retried at the next interval
             error = f"{type(exc).__name__}: {exc}"[:300]
             # the lag is unknown while the source does not answer, not the last one measured
-            failed = {"interval": self.trigger.interval, "last_run": started, "error": error}
-            self.store.update_status(name, {**failed, "lag": None})
+            failed = {
+                "interval": self.trigger.interval,
+                "last_run": started,
+                "error": error,
+                "lag": None,
+            }
+            self.store.update_status(name, failed)
             log.warning("trigger step failed", extra={"trigger": name, "error": str(exc)})
             return None
         finally:

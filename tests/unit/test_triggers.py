@@ -312,13 +312,18 @@ class FakeOrthanc:
         return Response(json.dumps({"MainDicomTags": {"StudyInstanceUID": uid}}))
 
 
+def _feed_at(world, path: str) -> OrthancChangeFeed:
+    settings, queue, client, pacs_server, fhir = world
+    pacs = settings.pacs["main"].model_copy(
+        update={"orthanc_url": pacs_server.server.url_for(path)}
+    )
+    return OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+
+
 def test_new_studies_in_the_change_log_submit_their_patients_and_move_the_cursor(world):
     settings, queue, client, pacs_server, fhir = world
     orthanc = FakeOrthanc(pacs_server.server)
-    pacs = settings.pacs["main"].model_copy(
-        update={"orthanc_url": pacs_server.server.url_for("/orthanc")}
-    )
-    feed = OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+    feed = _feed_at(world, "/orthanc")
     orthanc.add("NewStudy", "o-old", "1.0")  # before the cursor existed: the backfill's
     assert step(feed, queue).cursor == "1" and pending(queue) == {}
     fhir.add_patient("p-a", "A1")
@@ -341,10 +346,7 @@ def test_new_studies_in_the_change_log_submit_their_patients_and_move_the_cursor
 def test_a_kill_before_the_cursor_moves_resubmits_and_skips_nothing(world):
     settings, queue, client, pacs_server, fhir = world
     orthanc = FakeOrthanc(pacs_server.server)
-    pacs = settings.pacs["main"].model_copy(
-        update={"orthanc_url": pacs_server.server.url_for("/orthanc")}
-    )
-    feed = OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+    feed = _feed_at(world, "/orthanc")
     step(feed, queue)
     fhir.add_patient("p-a", "A1")
     pacs_server.studies = [study_row("A1", "1.1")]
@@ -359,14 +361,6 @@ def test_a_kill_before_the_cursor_moves_resubmits_and_skips_nothing(world):
     step(feed, queue)
     assert queue.triggers.cursor("changes:main") == "1"
     assert list(pending(queue)) == ["p-a"]  # submitted twice, queued once
-
-
-def _feed_at(world, path: str) -> OrthancChangeFeed:
-    settings, queue, client, pacs_server, fhir = world
-    pacs = settings.pacs["main"].model_copy(
-        update={"orthanc_url": pacs_server.server.url_for(path)}
-    )
-    return OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
 
 
 def test_a_change_log_url_that_answers_404_is_an_error_not_an_empty_log(world):
