@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sidecar.convert import convert_paths, iter_files, read_header  # noqa: E402
-from sidecar.mapping.tags import MAPPING_TAGS  # noqa: E402
+from sidecar.core.mapping.tags import MAPPING_TAGS  # noqa: E402
+from sidecar.entry.cli.convert import convert_paths, iter_files, read_header  # noqa: E402
 
 
 def ensure_corpus(directory: Path, instances: int) -> list[str]:

@@ -35,10 +35,11 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar import qido, wiring  # noqa: E402
-from sidecar.fetch_imaging import FetchRequest  # noqa: E402
-from sidecar.mapping import imaging_study_id  # noqa: E402
-from sidecar.outcome import FetchError, FhirConflict, PatientNotFound  # noqa: E402
+from sidecar import wiring  # noqa: E402
+from sidecar.core import qido  # noqa: E402
+from sidecar.core.fetch_request import FetchRequest  # noqa: E402
+from sidecar.core.mapping import imaging_study_id  # noqa: E402
+from sidecar.core.outcome import FetchError, FhirConflict, PatientNotFound  # noqa: E402
 from sidecar.settings import load_settings  # noqa: E402
 
 SYSTEM = "urn:example:mrn:bench"

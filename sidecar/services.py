@@ -8,14 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sidecar.fetch_imaging import FetchImaging
-from sidecar.fhir_store import FhirStore
-from sidecar.orthanc import OrthancChanges
-from sidecar.pacs import PacsClient
+from sidecar.ports import ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
 from sidecar.settings import Settings
-from subscription_handlers.queue import SyncQueue
-from subscription_handlers.registration import Registrar
-from subscription_handlers.triggers.base import Trigger
+from sidecar.usecases.fetch_imaging import FetchImaging
 
 
 @dataclass
@@ -23,14 +18,14 @@ class Services:
     """Settings, adapters, the use case, the sync queue and the registrar of one process."""
 
     settings: Settings
-    fhir: FhirStore
-    pacs: dict[str, PacsClient]
+    fhir: FhirServer
+    pacs: dict[str, Pacs]
     fetch: FetchImaging
     queue: SyncQueue
-    registrar: Registrar
+    registrar: Registration
     #: what the worker runs beside the queue: change feeds, sweeps, catch-up, resync
     triggers: list[Trigger] = field(default_factory=list)
-    orthanc: dict[str, OrthancChanges] = field(default_factory=dict)
+    orthanc: dict[str, ChangeLog] = field(default_factory=dict)
 
     def close(self) -> None:
         for feed in self.orthanc.values():

@@ -40,8 +40,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sidecar import settings_names as names
-from sidecar.fhir_values import is_fhir_id
-from sidecar.qido import RefusedValue, check_match_value
+from sidecar.core.fhir_values import is_fhir_id
+from sidecar.core.qido import RefusedValue, check_match_value
 
 AuthMode = Literal["none", "basic", "bearer", "oauth2"]
 PACS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")

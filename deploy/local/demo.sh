@@ -20,8 +20,8 @@ say "loading the sample studies into PACS main (instances already there are skip
 "$PY" -m sidecar.samples load --orthanc http://127.0.0.1:8042 --user "${ORTHANC_USERNAME:-orthanc}"
 
 say "registering the Patient Subscription and the \$fetch-imaging OperationDefinition"
-"$PY" -m sidecar.cli register >/dev/null
+"$PY" -m sidecar register >/dev/null
 echo "Subscription active"
 
 say "the demo Patient, its automatic sync, and \$fetch-imaging on the FHIR server"
-"$PY" -m sidecar.demo --fhir "$SIDECAR_FHIR_BASE_URL"
+"$PY" -m sidecar.samples.demo --fhir "$SIDECAR_FHIR_BASE_URL"

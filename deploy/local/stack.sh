@@ -204,7 +204,7 @@ start_sidecar() {
   # the interpreter with our dependencies: make install's .venv unless PYTHON says otherwise
   local py="${PYTHON:-$ROOT/.venv/bin/python}"
   [[ -x "$py" ]] || die "no Python with the sidecar installed at $py: run make install first"
-  (cd "$ROOT" && eval "$(sidecar_env)" && spawn sidecar "$py" -m sidecar.cli serve --bind "127.0.0.1:$SIDECAR_PORT")
+  (cd "$ROOT" && eval "$(sidecar_env)" && spawn sidecar "$py" -m sidecar serve --bind "127.0.0.1:$SIDECAR_PORT")
   wait_http sidecar "http://127.0.0.1:$SIDECAR_PORT/livez" "$(cat "$RUN/sidecar.pid")"
 }
 

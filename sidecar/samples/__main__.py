@@ -161,7 +161,7 @@ def _wait_until_active(
 
 
 def seed(args: argparse.Namespace) -> int:
-    from sidecar.demo import DEMO_SYSTEM, DEMO_VALUE, ensure_demo_patient
+    from sidecar.samples.demo import DEMO_SYSTEM, DEMO_VALUE, ensure_demo_patient
 
     user = args.user or os.environ.get("SIDECAR_PACS_MAIN_USERNAME") or "orthanc"
     password = (

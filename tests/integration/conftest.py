@@ -81,7 +81,7 @@ def sidecar(stack) -> Iterator[Sidecar]:
                 "-m",
                 "gunicorn",
                 "-k",
-                "sidecar.gunicorn_worker.FhirThreadWorker",
+                "sidecar.entry.gunicorn_worker.FhirThreadWorker",
                 "--threads",
                 "8",
                 "-w",

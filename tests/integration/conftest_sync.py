@@ -161,7 +161,7 @@ class SyncStack:
                 "-m",
                 "gunicorn",
                 "-k",
-                "sidecar.gunicorn_worker.FhirThreadWorker",
+                "sidecar.entry.gunicorn_worker.FhirThreadWorker",
                 "--threads",
                 "16",
                 "-w",
@@ -184,7 +184,7 @@ class SyncStack:
         return proc
 
     def start_worker(self, threads: int = 2) -> Proc:
-        proc = self._spawn("worker", ["-m", "sidecar.cli", "worker"])
+        proc = self._spawn("worker", ["-m", "sidecar", "worker"])
         self.env_threads = threads
         return proc
 
@@ -344,11 +344,11 @@ def load_tiny_studies(pacs, count: int) -> dict[str, str]:
 
 
 def read_queue(env: dict[str, str]):
-    """A SyncQueue on the same storage as the processes under test (read-mostly)."""
+    """A HueySyncQueue on the same storage as the processes under test (read-mostly)."""
     from sidecar.settings import load_settings
-    from subscription_handlers.queue import SyncQueue
+    from subscription_handlers.adapters.queue import HueySyncQueue
 
-    return SyncQueue(load_settings(env).sync, runner=lambda *job: None)
+    return HueySyncQueue(load_settings(env).sync, runner=lambda *job: None)
 
 
 def sync_intervals(logs: list[Path]) -> dict[str, list[tuple[float, float, str]]]:
@@ -364,7 +364,7 @@ def sync_intervals(logs: list[Path]) -> dict[str, list[tuple[float, float, str]]
                 continue
             entry = json.loads(line)
             lease = entry.get("lease")
-            if not lease or entry.get("logger") != "subscription_handlers.queue":
+            if not lease or entry.get("logger") != "subscription_handlers.adapters.queue":
                 continue
             ts = datetime.fromisoformat(entry["ts"]).timestamp()
             if entry["msg"] == "sync start":

@@ -134,7 +134,7 @@ def backfill_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-COMMAND = [sys.executable, "-m", "sidecar.cli", "sync", "--all", "--pacs", "bulk"]
+COMMAND = [sys.executable, "-m", "sidecar", "sync", "--all", "--pacs", "bulk"]
 ARGS = ["--create-patients", "--window-days", "60", "--since", "2018-01-01"]
 ARGS += ["--until", "2024-12-31"]
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.stack
 
 def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "check"],
+        [sys.executable, "-m", "sidecar", "check"],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env},
         capture_output=True,

@@ -53,9 +53,18 @@ def dicom_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def convert(folder: Path, out: Path, *args: str, studies: int = 3) -> dict[str, Any]:
-    """Run the real CLI (``python -m sidecar.cli convert``) and return its Bundle."""
+    """Run the real CLI (``python -m sidecar convert``) and return its Bundle."""
     done = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "convert", str(folder), "--out", str(out), *args],
+        [
+            sys.executable,
+            "-m",
+            "sidecar",
+            "convert",
+            str(folder),
+            "--out",
+            str(out),
+            *args,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sidecar.demo import DEMO_SYSTEM, DEMO_VALUE
+from sidecar.samples.demo import DEMO_SYSTEM, DEMO_VALUE
 from sidecar.settings import SyncSettings
 from tests.conftest import stack_sh
 from tests.integration.conftest_sync import keep_alive, release_port

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from sidecar import qido
-from sidecar.pacs import PacsClient
+from sidecar.adapters.dicomweb import DicomwebPacs
+from sidecar.core import qido
 from sidecar.settings import load_settings
 from tests.integration.conftest import orthanc_study_uids
 
@@ -20,7 +20,7 @@ def test_a_study_still_filed_under_the_patient_is_never_withdrawn(stack, sample_
     uids = orthanc_study_uids(pacs, "P-1001", "HOSP-A")
     assert uids
     settings = load_settings(stack.env())
-    client = PacsClient(settings.pacs["main"], settings.qido)
+    client = DicomwebPacs(settings.pacs["main"], settings.qido)
     try:
         for uid in uids:
             (record,) = client.find_study(uid)

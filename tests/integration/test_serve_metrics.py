@@ -25,13 +25,13 @@ def test_the_sync_workers_jobs_reach_metrics_on_every_web_worker(stack, tmp_path
     running = SyncStack(env, port, tmp_path)
     serve = running._spawn(
         "serve",
-        ["-m", "sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        ["-m", "sidecar", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
     )
     try:
         wait_until(lambda: _answers(f"{running.url}/livez"), 60, what="serve")
         # a job for a Patient the FHIR server does not have: the worker records "deleted"
         queued = subprocess.run(
-            [sys.executable, "-m", "sidecar.cli", "jobs", "sync", "metrics-test-nobody"],
+            [sys.executable, "-m", "sidecar", "jobs", "sync", "metrics-test-nobody"],
             env=env,
             cwd=ROOT,
             capture_output=True,
@@ -56,7 +56,7 @@ def test_the_sync_workers_jobs_reach_metrics_on_every_web_worker(stack, tmp_path
 
 def run_serve(env: dict[str, str], port: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "sidecar", "serve", "--bind", f"127.0.0.1:{port}"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -110,7 +110,7 @@ def test_the_embedded_worker_stops_when_serve_is_killed_9(stack, tmp_path):
     running = SyncStack(env, port, tmp_path)
     serve = running._spawn(
         "serve",
-        ["-m", "sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        ["-m", "sidecar", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
     )
     worker: int | None = None
     try:

@@ -314,7 +314,7 @@ def test_a_duplicate_mrn_is_a_conflict_and_the_first_patient_keeps_its_study(
     state = queue.ledger.get("sync-dup-b")
     assert not state.pending and not state.dead and "Patient/sync-dup-a" in state.detail
     jobs = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "jobs", "--json"],
+        [sys.executable, "-m", "sidecar", "jobs", "--json"],
         env=sync_stack.env,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.fetch_params import KNOWN
+from sidecar.core.fetch_params import KNOWN
 from tests.integration.test_trust import Caller, put_patient, stored_state
 
 pytestmark = pytest.mark.stack

@@ -66,7 +66,7 @@ GRAPH = {name: imported_modules(name) for name in MODULES}
 
 
 def test_there_are_modules_to_check():
-    assert "sidecar.wiring" in GRAPH and "subscription_handlers.queue" in GRAPH
+    assert "sidecar.wiring" in GRAPH and "subscription_handlers.adapters.queue" in GRAPH
 
 
 def test_no_import_cycles_function_level_imports_included():
@@ -78,16 +78,117 @@ def test_no_import_cycles_function_level_imports_included():
 
 def test_the_mapping_core_imports_nothing_else_of_ours():
     for name, deps in GRAPH.items():
-        if name.startswith("sidecar.mapping"):
-            outside = {d for d in deps if not d.startswith("sidecar.mapping") and d != "sidecar"}
+        if name.startswith("sidecar.core.mapping"):
+            outside = {
+                d for d in deps if not d.startswith("sidecar.core.mapping") and d != "sidecar"
+            }
             assert not outside, f"{name} imports {outside}"
 
 
+def layer_of(name: str) -> str:
+    """The layer a module belongs to (docs/architecture.md, "The layers")."""
+    parts = name.split(".")
+    if len(parts) == 1 or parts[1] == "__main__":
+        return "package"
+    if parts[1] in ("core", "ports", "settings", "adapters", "usecases", "entry", "wiring"):
+        return parts[1]
+    return {"services": "entry", "samples": "tools"}.get(parts[1], "?")
+
+
+#: Which layers each layer may import (besides itself and the bare packages).
+ALLOWED = {
+    "core": {"settings"},  # plain data models of the settings, never their loading
+    "settings": {"core"},
+    "ports": {"core"},
+    "adapters": {"core", "ports", "settings"},
+    "usecases": {"core", "ports", "settings"},
+    # entry points may name adapters' types (the worker runs huey's consumer); only the
+    # root builds them (test_only_the_composition_root_builds_adapters)
+    "entry": {"core", "ports", "settings", "usecases", "adapters"},
+    "wiring": {"core", "ports", "settings", "usecases", "entry", "adapters"},
+    "tools": {"core", "ports", "settings", "usecases", "adapters", "wiring", "entry"},
+    "package": {"wiring"},  # python -m sidecar
+}
+
+
+def test_every_module_sits_in_a_layer():
+    unplaced = [name for name in GRAPH if layer_of(name) == "?"]
+    assert not unplaced, unplaced
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_arrows_point_inwards(layer):
+    """core <- ports <- adapters, use cases <- entry points <- the composition root: a use
+    case never imports an adapter, an entry point never an adapter or the root."""
+    wrong = {
+        (name, dep)
+        for name, deps in GRAPH.items()
+        if layer_of(name) == layer
+        for dep in deps
+        if layer_of(dep) not in ALLOWED[layer] | {layer, "package"}
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_sidecar_imports_subscription_handlers_only_in_the_composition_root():
+    """One direction between the packages: subscription_handlers may use sidecar; sidecar
+    reaches subscription_handlers only through sidecar/wiring (every import is read,
+    function-level ones included)."""
+    wrong = sorted(
+        (name, dep)
+        for name, deps in GRAPH.items()
+        if name.split(".")[0] == "sidecar" and layer_of(name) != "wiring"
+        for dep in deps
+        if dep.split(".")[0] == "subscription_handlers"
+    )
+    assert not wrong, wrong
+
+
+#: Libraries that do I/O: the pure core and the use cases reach them only through ports.
+IO_LIBRARIES = {
+    "requests",
+    "urllib3",
+    "fhirpy",
+    "dicomweb_client",
+    "huey",
+    "redis",
+    "flask",
+    "sqlite3",
+    "socket",
+    "subprocess",
+    "gunicorn",
+    "http",
+    "tenacity",
+    "urllib",
+}
+
+
+def _imported_libraries(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("layer", ["core", "ports", "usecases"])
+def test_no_io_library_in_the_inner_layers(layer):
+    offenders = sorted(
+        (name, lib)
+        for name, path in MODULES.items()
+        if layer_of(name) == layer
+        for lib in _imported_libraries(path) & IO_LIBRARIES
+    )
+    assert not offenders, offenders
+
+
 def test_only_the_composition_root_builds_adapters():
-    """FhirStore(...), PacsClient(...), SyncQueue(...) and Registrar(...) are constructed
+    """FhirStore(...), DicomwebPacs(...), HueySyncQueue(...) and Registrar(...) are constructed
     in sidecar/wiring.py alone (tests and benchmarks aside)."""
     pattern = re.compile(
-        r"\b(FhirStore|PacsClient|SyncQueue|Registrar|FetchImaging|OrthancChanges)\("
+        r"\b(FhirStore|DicomwebPacs|HueySyncQueue|Registrar|FetchImaging|OrthancChanges)\("
     )
     builders = {
         name
@@ -104,9 +205,9 @@ def test_only_the_composition_root_builds_adapters():
 #: multiprocess switch, and the stand-alone developer tools with their own flags.
 ENVIRONMENT_READERS = {
     "sidecar.settings",
-    "sidecar.metrics",
+    "sidecar.entry.metrics",
     "sidecar.samples.__main__",
-    "sidecar.demo",
+    "sidecar.samples.demo",
 }
 
 
@@ -141,7 +242,7 @@ def test_no_settings_read_outside_the_root():
         if "from_env(" in path.read_text(encoding="utf-8")
         or (
             "load_settings(" in path.read_text(encoding="utf-8")
-            and name not in {"sidecar.settings", "sidecar.wiring", "sidecar.server", "sidecar.cli"}
+            and name not in {"sidecar.settings", "sidecar.wiring", "sidecar.wiring.server"}
         )
     ]
     assert not offenders
@@ -163,7 +264,7 @@ def test_architecture_page_names_every_module():
         name
         for name, path in MODULES.items()
         if path.name != "__init__.py"
-        and not name.startswith(("sidecar.mapping.", "sidecar.samples."))
+        and not name.startswith(("sidecar.core.mapping.", "sidecar.samples."))
         and name.rsplit(".", 1)[-1] not in page
     ]
     assert not missing, missing

@@ -7,7 +7,8 @@ from datetime import date
 
 import pytest
 
-from sidecar.backfill import (
+from sidecar.settings import IdentifierMapping, PacsSettings
+from sidecar.usecases.backfill import (
     Checkpoint,
     DicomPatient,
     Window,
@@ -16,7 +17,6 @@ from sidecar.backfill import (
     identifier_mapping_for,
     patient_resource,
 )
-from sidecar.settings import IdentifierMapping, PacsSettings
 
 TODAY = date(2024, 3, 10)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.cli import build_parser as cli_parser
 from sidecar.samples.__main__ import build_parser as samples_parser
+from sidecar.wiring.cli import build_parser as cli_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"

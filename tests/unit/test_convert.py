@@ -9,10 +9,10 @@ import shutil
 import pytest
 from pydicom.data import get_testdata_file
 
-from sidecar.cli import main
-from sidecar.convert import convert_paths, read_header
-from sidecar.mapping import imaging_study_id, validate_r4
-from sidecar.mapping.tags import MAPPING_TAGS
+from sidecar.core.mapping import imaging_study_id, validate_r4
+from sidecar.core.mapping.tags import MAPPING_TAGS
+from sidecar.entry.cli.convert import convert_paths, read_header
+from sidecar.wiring.cli import main
 
 
 @pytest.fixture()

@@ -4,10 +4,10 @@ from datetime import date
 
 import pytest
 
-from sidecar.fetch_params import date_bounds, parse_fetch_parameters
-from sidecar.mapping import Detail
-from sidecar.outcome import BadRequest
-from sidecar.parameters_body import parameters_from_resource
+from sidecar.core.fetch_params import date_bounds, parse_fetch_parameters
+from sidecar.core.mapping import Detail
+from sidecar.core.outcome import BadRequest
+from sidecar.core.parameters_body import parameters_from_resource
 
 
 def test_defaults_at_instance_level():

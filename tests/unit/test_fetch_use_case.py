@@ -12,17 +12,18 @@ import re
 
 import pytest
 
-from sidecar.fetch_imaging import FetchImaging, FetchRequest
-from sidecar.mapping import Detail, imaging_study_id
-from sidecar.outcome import (
+from sidecar.adapters.dicomweb import DicomwebPacs
+from sidecar.core.fetch_request import FetchRequest
+from sidecar.core.mapping import Detail, imaging_study_id
+from sidecar.core.outcome import (
     AmbiguousPatient,
     DuplicatePatient,
     FhirConflict,
     NotMappable,
     PatientNotFound,
 )
-from sidecar.pacs import PacsClient
 from sidecar.settings import load_settings
+from sidecar.usecases.fetch_imaging import FetchImaging
 from tests.unit.fake_dicomweb import FakeDicomWeb, study_row
 
 SYS_A = "urn:example:mrn:hosp-a"
@@ -153,7 +154,7 @@ def world(httpserver):
             "id": pid,
             "identifier": [{"system": SYS_A, "value": value}],
         }
-    client = PacsClient(settings.pacs["main"], settings.qido)
+    client = DicomwebPacs(settings.pacs["main"], settings.qido)
     yield FetchImaging(settings, fhir, {"main": client}), fhir, pacs
     client.close()
 
@@ -533,7 +534,7 @@ def two_pacs(httpserver):
         "id": "p12",
         "identifier": [{"system": SYS_A, "value": "12"}],
     }
-    clients = {name: PacsClient(settings.pacs[name], settings.qido) for name in servers}
+    clients = {name: DicomwebPacs(settings.pacs[name], settings.qido) for name in servers}
     yield settings, servers, FetchImaging(settings, fhir, clients)
     for client in clients.values():
         client.close()

@@ -9,9 +9,9 @@ import time
 import pytest
 from werkzeug import Response
 
-from sidecar.fhir_store import FhirNotFound, FhirStore
-from sidecar.fhir_values import identifier_token
-from sidecar.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
+from sidecar.adapters.fhir_store import FhirNotFound, FhirStore
+from sidecar.core.fhir_values import identifier_token
+from sidecar.core.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
 from sidecar.settings import FhirSettings, HttpAuth
 
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x"}]}

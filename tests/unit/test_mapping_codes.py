@@ -7,10 +7,10 @@ import re
 import pytest
 from pydicom.sr._concepts_dict import concepts
 
-from sidecar.mapping.body_parts import BODY_PARTS, body_part_coding
-from sidecar.mapping.codes import SNOMED, UMLS, concept_to_codeable, concept_to_coding
-from sidecar.mapping.laterality import combine_image_lateralities, laterality_coding
-from sidecar.mapping.sop_classes import sop_class_coding
+from sidecar.core.mapping.body_parts import BODY_PARTS, body_part_coding
+from sidecar.core.mapping.codes import SNOMED, UMLS, concept_to_codeable, concept_to_coding
+from sidecar.core.mapping.laterality import combine_image_lateralities, laterality_coding
+from sidecar.core.mapping.sop_classes import sop_class_coding
 
 # Verhoeff tables (SNOMED CT identifiers end in a Verhoeff check digit)
 _D = [

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from sidecar.mapping import map_studies, validate_r4
+from sidecar.core.mapping import map_studies, validate_r4
 
 GOLDEN = Path(__file__).parent / "golden"
 SUBJECT = {"reference": "Patient/example"}

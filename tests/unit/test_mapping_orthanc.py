@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.mapping import Detail, map_studies
+from sidecar.core.mapping import Detail, map_studies
 
 GOLDEN = Path(__file__).parent / "golden"
 SUBJECT = {"reference": "Patient/example"}

@@ -9,8 +9,8 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.mapping import Detail, map_studies, validate_r4
-from sidecar.mapping.values import parse_uid
+from sidecar.core.mapping import Detail, map_studies, validate_r4
+from sidecar.core.mapping.values import parse_uid
 
 SUBJECT = {"reference": "Patient/p"}
 

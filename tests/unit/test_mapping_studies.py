@@ -12,7 +12,7 @@ from dicom_json import code_item, el, record
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from sidecar.mapping import (
+from sidecar.core.mapping import (
     Detail,
     build_endpoint,
     build_patient,
@@ -22,7 +22,7 @@ from sidecar.mapping import (
     study_identifier,
     validate_r4,
 )
-from sidecar.mapping.source import as_record
+from sidecar.core.mapping.source import as_record
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 SERIES_A = "1.2.826.0.1.3680043.8.498.1.1"
@@ -387,7 +387,7 @@ def test_a_missing_issuer_is_not_a_different_one():
 
 
 def test_patient_keys_keep_the_issuer_of_the_one_record_that_has_it():
-    from sidecar.mapping import StudyAssembler, extract
+    from sidecar.core.mapping import StudyAssembler, extract
 
     assembler = StudyAssembler()
     for row in [study_row(IssuerOfPatientID="HOSP-A")] + [
@@ -571,7 +571,7 @@ def test_a_better_zoned_start_time_is_no_disagreement():
 
 
 def test_one_study_from_two_pacs_is_the_union_of_their_series_and_instances():
-    from sidecar.mapping import merge_studies
+    from sidecar.core.mapping import merge_studies
 
     def series(uid, number, *sops):
         instances = [{"uid": s, "sopClass": {"code": "1.2"}} for s in sops]

@@ -1,4 +1,4 @@
-"""Characters lost upstream: the evidence rules (sidecar.mapping.text_loss), DICOM JSON
+"""Characters lost upstream: the evidence rules (sidecar.core.mapping.text_loss), DICOM JSON
 rows and pydicom Datasets in every character set the sidecar meets."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from sidecar.mapping import map_studies
-from sidecar.mapping.text_loss import (
+from sidecar.core.mapping import map_studies
+from sidecar.core.mapping.text_loss import (
     emptied_pn_group,
     has_replacement,
     is_narrow,

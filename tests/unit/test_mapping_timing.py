@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from dicom_json import record
 
-from sidecar.mapping import map_studies
-from sidecar.mapping.timing import ZoneSource, load_zone, started
+from sidecar.core.mapping import map_studies
+from sidecar.core.mapping.timing import ZoneSource, load_zone, started
 
 ZURICH = load_zone("Europe/Zurich")
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from sidecar.mapping.values import (
+from sidecar.core.mapping.values import (
     clean_text,
     has_control_characters,
     parse_cs,
@@ -173,7 +173,7 @@ def test_has_control_characters_ignores_padding():
 
 
 def test_a_uid_with_a_leading_zero_is_kept_and_named():
-    from sidecar.mapping import map_studies
+    from sidecar.core.mapping import map_studies
 
     record = {
         "0020000D": {"vr": "UI", "Value": ["1.2.3"]},

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from sidecar.web.app import create_app
-from sidecar.web.context import EXTENSION
+from sidecar import wiring
+from sidecar.entry.web.context import EXTENSION
 from tests.unit.services import build_services
 
 SECRET = "s3cret-value"
@@ -21,7 +21,7 @@ def app(tmp_path):
     services = build_services(
         tmp_path, NOTIFY_SECRET=SECRET, RELAY_SECRET=RELAY, PATIENT_IDENTIFIERS="s"
     )
-    yield create_app(services)
+    yield wiring.web_app(services)
     services.close()
 
 
@@ -84,7 +84,7 @@ def test_the_secret_may_come_as_a_bearer_token(client, app):
 
 def test_no_configured_secret_refuses_everything(tmp_path):
     services = build_services(tmp_path, RELAY_SECRET=RELAY)
-    response = put(create_app(services).test_client(), headers={"X-Sidecar-Secret": ""})
+    response = put(wiring.web_app(services).test_client(), headers={"X-Sidecar-Secret": ""})
     services.close()
     assert response.status_code == 503
 
@@ -108,8 +108,8 @@ def test_an_irrelevant_update_after_a_sync_is_unchanged(client, app):
     patient = {"resourceType": "Patient", "id": "p1", "identifier": [{"system": "s", "value": "1"}]}
     put(client, "p1", patient)
     q = sync_queue(app)
-    from subscription_handlers.state import begin, succeed
-    from subscription_handlers.sync import fingerprint_for
+    from sidecar.core.sync_state import begin, succeed
+    from subscription_handlers.usecases.patient_sync import fingerprint_for
 
     fetch = app.extensions[EXTENSION].fetch
 

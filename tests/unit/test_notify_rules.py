@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from subscription_handlers.patient_rules import (
+from sidecar.core.notification_rules import (
     InvalidNotification,
     parse_patient_payload,
     patient_id_of_reference,

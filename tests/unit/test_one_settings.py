@@ -21,10 +21,10 @@ import pytest
 from werkzeug import Request, Response
 
 from sidecar import wiring
-from sidecar.fetch_imaging import FetchRequest
-from sidecar.outcome import PatientNotFound
+from sidecar.core.fetch_request import FetchRequest
+from sidecar.core.outcome import PatientNotFound
+from sidecar.entry.web.app import create_app
 from sidecar.settings import load_settings
-from sidecar.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 FHIR = "application/fhir+json"
@@ -138,7 +138,7 @@ def test_check_reaches_the_configured_server(configured):
     fake, _, environ = configured
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
     done = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "check"],
+        [sys.executable, "-m", "sidecar", "check"],
         env={**env, **environ},
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""PacsClient against a fake DICOMweb server: the query strings it sends, paging, errors."""
+"""DicomwebPacs against a fake DICOMweb server: the query strings it sends, paging, errors."""
 
 from __future__ import annotations
 
@@ -9,18 +9,20 @@ import time
 import pytest
 from werkzeug import Response
 
-from sidecar import qido
-from sidecar.outcome import PacsTimeout, PacsUnavailable
-from sidecar.pacs import PacsClient
-from sidecar.qido import StudyCriteria
+from sidecar.adapters.dicomweb import DicomwebPacs
+from sidecar.core import qido
+from sidecar.core.outcome import PacsTimeout, PacsUnavailable
+from sidecar.core.qido import StudyCriteria
 from sidecar.settings import PacsSettings, QidoSettings
 from tests.unit.fake_dicomweb import FakeDicomWeb, instance_row, study_row
 
 FIELDS = "&".join(f"includefield={f}" for f in qido.STUDY_FIELDS)
 
 
-def client_for(url: str, *, timeout: float = 1.0, page_size: int = 10, **qido_values) -> PacsClient:
-    return PacsClient(
+def client_for(
+    url: str, *, timeout: float = 1.0, page_size: int = 10, **qido_values
+) -> DicomwebPacs:
+    return DicomwebPacs(
         PacsSettings(name="main", url=url),
         QidoSettings(
             timeout_seconds=timeout,

@@ -1,11 +1,11 @@
-"""Patient isolation rules of sidecar.qido, tabled."""
+"""Patient isolation rules of sidecar.core.qido, tabled."""
 
 from datetime import date
 
 import pytest
 
-from sidecar import qido
-from sidecar.qido import StudyCriteria
+from sidecar.core import qido
+from sidecar.core.qido import StudyCriteria
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""SyncQueue on real storage (a SQLite file; Redis with the ``redis`` mark): keying by
+"""HueySyncQueue on real storage (a SQLite file; Redis with the ``redis`` mark): keying by
 patient, coalescing, retries, dead letters, crash recovery. Jobs run in this process."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from sidecar.core.sync_state import SyncFailed, SyncOutcome
 from sidecar.settings import SyncSettings
-from subscription_handlers.queue import SyncFailed, SyncOutcome, SyncQueue
+from subscription_handlers.adapters.queue import HueySyncQueue
 from tests.integration.conftest_sync import redis_server  # noqa: F401 - fixture
 
 
@@ -68,7 +69,7 @@ def backend(request, tmp_path):
 def make_queue(backend):
     made = []
 
-    def make(**overrides) -> tuple[SyncQueue, Runner]:
+    def make(**overrides) -> tuple[HueySyncQueue, Runner]:
         runner = Runner()
         values = {
             "queue_name": f"t{uuid.uuid4().hex[:10]}",
@@ -80,7 +81,7 @@ def make_queue(backend):
             **overrides,
         }
         settings = SyncSettings(**values)
-        queue = SyncQueue(settings, runner=runner)
+        queue = HueySyncQueue(settings, runner=runner)
         made.append(queue)
         return queue, runner
 
@@ -91,7 +92,7 @@ def make_queue(backend):
         queue.close()
 
 
-def drain(queue: SyncQueue, *, scheduled: bool = True) -> int:
+def drain(queue: HueySyncQueue, *, scheduled: bool = True) -> int:
     """Run every message (and every scheduled retry) until none is left."""
     for ran in range(1000):
         if scheduled:
@@ -232,7 +233,7 @@ def test_a_job_of_a_killed_worker_is_requeued_at_once(make_queue):
     owner = f"{socket.gethostname()}:{dead.pid}:dead"
     queue.submit("p1", "a")
     queue.huey.dequeue()
-    from subscription_handlers import state as sm
+    from sidecar.core import sync_state as sm
 
     assert queue.ledger.update("p1", lambda s: sm.begin(s, owner, time.time(), 600)) is not None
     assert queue.execute("p1") == "skipped"  # the lease looks live to a plain check
@@ -290,7 +291,7 @@ def test_studies_named_by_a_change_log_are_re_read_once_and_merge(make_queue):
 
 
 def test_too_many_studies_to_re_read_become_a_full_refresh(make_queue):
-    from subscription_handlers.state import MAX_REFRESH_STUDIES
+    from sidecar.core.sync_state import MAX_REFRESH_STUDIES
 
     queue, runner = make_queue()
     many = tuple(f"1.2.{n}" for n in range(MAX_REFRESH_STUDIES + 1))

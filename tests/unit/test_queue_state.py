@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from subscription_handlers import state as sm
-from subscription_handlers.state import PatientSyncState
+from sidecar.core import sync_state as sm
+from sidecar.core.sync_state import PatientSyncState
 
 A, B = "host:1:a", "host:2:b"
 

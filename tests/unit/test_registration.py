@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 
-from sidecar.fetch_params import KNOWN
+from sidecar.core.fetch_params import KNOWN
 from sidecar.settings import SyncSettings
-from subscription_handlers.registration import (
+from subscription_handlers.usecases.registration import (
     SEND_DELETE_MESSAGES,
     desired_subscription,
     operation_definition,

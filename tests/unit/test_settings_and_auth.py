@@ -2,8 +2,8 @@
 
 import pytest
 
-from sidecar.auth import AcceptedCredentials, check_caller
-from sidecar.outcome import Forbidden, Unauthorized
+from sidecar.core.credentials import AcceptedCredentials, check_caller
+from sidecar.core.outcome import Forbidden, Unauthorized
 from sidecar.settings import IdentifierMapping, SettingsError, load_settings
 
 

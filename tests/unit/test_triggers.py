@@ -16,19 +16,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sidecar.orthanc import OrthancChanges
-from sidecar.outcome import PacsUnavailable
-from sidecar.pacs import PacsClient
+from sidecar.adapters.dicomweb import DicomwebPacs
+from sidecar.adapters.orthanc import OrthancChanges
+from sidecar.core.outcome import PacsUnavailable
 from sidecar.settings import load_settings
-from subscription_handlers.coordination import Lease, LeaseLost, SqliteTriggerStore
-from subscription_handlers.health import trigger_report
-from subscription_handlers.queue import SyncQueue, owner_is_dead
-from subscription_handlers.triggers.base import TriggerRunner
-from subscription_handlers.triggers.catch_up import CatchUp
-from subscription_handlers.triggers.changes import OrthancChangeFeed
-from subscription_handlers.triggers.recent import RecentStudies
-from subscription_handlers.triggers.resync import Resync
-from subscription_handlers.triggers.sweep import StoredStudySweep
+from sidecar.usecases.health import trigger_report
+from subscription_handlers.adapters.coordination import Lease, LeaseLost, SqliteTriggerStore
+from subscription_handlers.adapters.queue import HueySyncQueue, owner_is_dead
+from subscription_handlers.entry.trigger_runner import TriggerRunner
+from subscription_handlers.usecases.triggers.catch_up import CatchUp
+from subscription_handlers.usecases.triggers.changes import ChangeLogFeed
+from subscription_handlers.usecases.triggers.recent import RecentStudies
+from subscription_handlers.usecases.triggers.resync import Resync
+from subscription_handlers.usecases.triggers.sweep import StoredStudySweep
 from tests.integration.conftest_sync import redis_server  # noqa: F401 - fixture
 from tests.unit.fake_dicomweb import FakeDicomWeb, study_row
 
@@ -77,8 +77,8 @@ def world(tmp_path, httpserver):
             "SIDECAR_PACS_RETRIES": "0",
         }
     )
-    queue = SyncQueue(settings.sync, runner=lambda *job: None)
-    client = PacsClient(settings.pacs["main"], settings.qido)
+    queue = HueySyncQueue(settings.sync, runner=lambda *job: None)
+    client = DicomwebPacs(settings.pacs["main"], settings.qido)
     yield settings, queue, client, pacs_server, StubFhir()
     client.close()
     queue.close()
@@ -199,7 +199,7 @@ def test_a_cursor_and_status_survive_a_new_store(tmp_path):
 def test_the_redis_store_leases_and_counts(request):
     import redis
 
-    from subscription_handlers.coordination import RedisTriggerStore
+    from subscription_handlers.adapters.coordination import RedisTriggerStore
 
     client = redis.Redis.from_url(request.getfixturevalue("redis_server"))
     prefix = f"t{time.time_ns()}"
@@ -229,7 +229,7 @@ def test_the_runner_records_a_failure_and_the_next_success(world):
             self.calls += 1
             if self.calls == 1:
                 raise ConnectionError("PACS down")
-            from subscription_handlers.triggers.base import StepReport
+            from sidecar.ports import StepReport
 
             return StepReport(lag=0)
 
@@ -252,7 +252,7 @@ def test_two_runners_never_step_at_once(world):
         name, interval = "slow", 0.01
 
         def step(self, lease):
-            from subscription_handlers.triggers.base import StepReport
+            from sidecar.ports import StepReport
 
             if running:
                 overlaps.append(1)
@@ -312,12 +312,12 @@ class FakeOrthanc:
         return Response(json.dumps({"MainDicomTags": {"StudyInstanceUID": uid}}))
 
 
-def _feed_at(world, path: str) -> OrthancChangeFeed:
+def _feed_at(world, path: str) -> ChangeLogFeed:
     settings, queue, client, pacs_server, fhir = world
     pacs = settings.pacs["main"].model_copy(
         update={"orthanc_url": pacs_server.server.url_for(path)}
     )
-    return OrthancChangeFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+    return ChangeLogFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
 
 
 def test_new_studies_in_the_change_log_submit_their_patients_and_move_the_cursor(world):
@@ -504,7 +504,7 @@ def test_the_sweep_submits_a_shared_study_when_this_pacs_holds_more_or_its_part_
 def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
     settings, queue, client, _, fhir = world
     from sidecar import wiring
-    from subscription_handlers.sync import fingerprint_for
+    from subscription_handlers.usecases.patient_sync import fingerprint_for
 
     fetch = wiring.build(settings).fetch
     now = datetime.now(UTC)
@@ -516,7 +516,7 @@ def test_catch_up_submits_changed_patients_once_and_moves_its_cursor(world):
     assert pending(queue) == {"p-a": "catch-up"} and report.enqueued == 1
     assert queue.triggers.cursor("catch-up") == recent
     # synced since: an unchanged Patient found again costs nothing
-    from subscription_handlers.state import begin, succeed
+    from sidecar.core.sync_state import begin, succeed
 
     queue.ledger.update("p-a", lambda s: begin(s, "h:1:x", time.time(), 30))
     fp = fingerprint_for(fetch, fhir.patients["p-a"])

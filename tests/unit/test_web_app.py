@@ -5,10 +5,9 @@ from dataclasses import replace
 import pytest
 
 from sidecar import wiring
-from sidecar.fetch_imaging import FetchResult
-from sidecar.outcome import PacsTimeout
+from sidecar.core.outcome import PacsTimeout
 from sidecar.settings import load_settings
-from sidecar.web.app import create_app
+from sidecar.usecases.fetch_imaging import FetchResult
 from tests.unit.services import build_services
 
 
@@ -28,7 +27,7 @@ class StubFetch:
 def app_and_fetch(tmp_path):
     fetch = StubFetch()
     services = build_services(tmp_path, RELAY_SECRET="s", NOTIFY_SECRET="n")
-    yield create_app(replace(services, fetch=fetch)).test_client(), fetch
+    yield wiring.web_app(replace(services, fetch=fetch)).test_client(), fetch
     services.close()
 
 
@@ -169,7 +168,7 @@ def test_trigger_state_reaches_metrics_and_healthz(tmp_path):
         {"interval": 10, "last_ok": 1.0e9, "lag": 3, "lag_unit": "changes"},
         enqueued=4,
     )
-    client = create_app(services).test_client()
+    client = wiring.web_app(services).test_client()
     scraped = client.get("/metrics").data.decode()
     assert 'sidecar_trigger_lag{trigger="changes:main",unit="changes"} 3.0' in scraped
     assert 'sidecar_trigger_submitted_total{trigger="changes:main"} 4.0' in scraped

@@ -1,0 +1,277 @@
+"""The FHIR adapter: the one FHIR client of the sidecar (use case, registration, backfill).
+
+fhirpy's public API does the FHIR REST work (searches, paging through ``next`` links,
+transactions, reads, updates) with our credentials and timeout in its ``requests_config``.
+A ``requests`` response hook turns every error status into :class:`FhirHttpError` before
+fhirpy sees it, so this module alone decides what each status means for a caller
+(:meth:`FhirStore._call`): 404/410 not found, 409/412 a conflict to retry, 401/403 our
+credentials refused, 5xx and timeouts the server unavailable (502/504), idempotent requests
+retried after connect errors and 502/503/504.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+from fhirpy import SyncFHIRClient
+
+from sidecar.adapters.http import requests_auth
+from sidecar.core.fhir_values import is_fhir_id
+from sidecar.core.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
+from sidecar.settings import FhirSettings
+
+log = logging.getLogger(__name__)
+Resource = dict[str, Any]
+T = TypeVar("T")
+
+FHIR_JSON = "application/fhir+json"
+RETRY_STATUSES = frozenset({502, 503, 504})
+_ID_CHUNK = 50  # ids per _id search, to keep URLs short
+PAGE_SIZE = 200  # our HAPI serves up to 500 a page (hapi.fhir.max-page-size)
+_RETRY_PAUSE_SECONDS = 0.2
+
+
+class FhirHttpError(Exception):
+    """The FHIR server answered with an error status; ``outcome`` is its OperationOutcome."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.outcome: dict[str, Any] | None = None
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("resourceType") == "OperationOutcome":
+            self.outcome = parsed
+        super().__init__(f"HTTP {status}: {self.diagnostics()}")
+
+    def diagnostics(self) -> str:
+        issues = (self.outcome or {}).get("issue") or []
+        text = "; ".join(str(i.get("diagnostics") or i.get("code") or "") for i in issues)
+        return text[:300] or "no OperationOutcome"
+
+
+class FhirNotFound(FetchError):
+    """A read found nothing (HTTP 404/410)."""
+
+    status, code = 404, "not-found"
+
+
+def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Response hook: error statuses become FhirHttpError (fhirpy never parses them)."""
+    if response.status_code >= 400:
+        raise FhirHttpError(response.status_code, response.content)
+
+
+class FhirStore:
+    """The FHIR server as the sidecar needs it. Thread-safe (no shared mutable state)."""
+
+    def __init__(self, settings: FhirSettings, *, auth: requests.auth.AuthBase | None = None):
+        self.base_url = settings.base_url
+        self._retries = settings.retries
+        credentials = (
+            auth
+            if auth is not None
+            else requests_auth(settings.auth, timeout=settings.timeout_seconds)
+        )
+        self.client = SyncFHIRClient(
+            self.base_url,
+            # HAPI reuses a search's results for 60 s by default; a fetch must see its writes
+            extra_headers={"Cache-Control": "no-cache", "Content-Type": FHIR_JSON},
+            requests_config={
+                "auth": credentials,
+                "timeout": settings.timeout_seconds,
+                "hooks": {"response": [_raise_for_status]},
+            },
+        )
+
+    def close(self) -> None:
+        """Nothing to release: fhirpy opens a connection per request."""
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> Resource | None:
+        """``GET [type]/[id]``; None when the server has no such resource (404/410) or the
+        id is not a FHIR id (nothing else may reach the URL path)."""
+        if not is_fhir_id(resource_id):
+            return None
+        try:
+            return dict(
+                self._call(
+                    lambda: self.client.execute(f"{resource_type}/{resource_id}", method="get")
+                )
+            )
+        except FhirNotFound:
+            return None
+
+    def read_patient(self, patient_id: str) -> Resource:
+        patient = self.read("Patient", patient_id)
+        if patient is None:
+            raise PatientNotFound(f"Patient/{patient_id} is not known")
+        return patient
+
+    def search(self, resource_type: str, params: dict[str, Any], *, limit: int) -> list[Resource]:
+        """One page of a search (at most ``limit`` resources)."""
+        return next(self._pages(resource_type, {**params, "_count": limit}), [])[:limit]
+
+    def search_all(self, resource_type: str, params: dict[str, Any]) -> list[Resource]:
+        """Every match, following the Bundle's ``next`` links."""
+        return list(self.iterate(resource_type, params))
+
+    def iterate(self, resource_type: str, params: dict[str, Any]) -> Iterator[Resource]:
+        """Every match, one page in memory at a time (``next`` links followed lazily)."""
+        for page in self._pages(resource_type, {"_count": PAGE_SIZE, **params}):
+            yield from page
+
+    def _pages(self, resource_type: str, params: dict[str, Any]) -> Iterator[list[Resource]]:
+        """The searchset's pages, as plain resource dicts (fhirpy's ``execute`` keeps them
+        as parsed: a patient's 100 full ImagingStudies converted to fhirpy resources and
+        back cost more than the request itself)."""
+        bundle = self._call(lambda: self.client.execute(resource_type, method="get", params=params))
+        while bundle:
+            yield [
+                e["resource"]
+                for e in bundle.get("entry") or []
+                if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e
+            ]
+            following = next(
+                (x.get("url") for x in bundle.get("link") or [] if x.get("relation") == "next"),
+                None,
+            )
+            if not following:
+                return
+            bundle = self._call(lambda u=following: self.client.execute(u, method="get"))
+
+    def find_patients(self, token: str, *, limit: int = 2) -> list[Resource]:
+        """Patients matching an ``identifier`` search token (already escaped, see qido)."""
+        return self.search("Patient", {"identifier": token}, limit=limit)
+
+    def studies_of(self, patient_id: str) -> dict[str, Resource]:
+        """Every ImagingStudy whose subject is this Patient, by id."""
+        found = self.search_all("ImagingStudy", {"subject": f"Patient/{patient_id}"})
+        return {r["id"]: r for r in found}
+
+    def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]:
+        """The resources of these ids that exist (one search per 50 ids)."""
+        found: dict[str, Resource] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            for r in self.search(resource_type, {"_id": ",".join(chunk)}, limit=_ID_CHUNK):
+                found[r["id"]] = r
+        return found
+
+    def ping(self) -> None:
+        self._call(
+            lambda: self.client.execute("metadata", method="get", params={"_summary": "true"})
+        )
+
+    # -- writes --------------------------------------------------------------------------
+
+    def put(self, resource: Resource) -> Resource:
+        """``PUT [type]/[id]`` (create or update under a client-assigned id)."""
+        path = f"{resource['resourceType']}/{resource['id']}"
+        answer = self._call(lambda: self.client.execute(path, method="put", data=resource))
+        return dict(answer) if answer else resource
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        """``DELETE [type]/[id]`` (a missing resource is not an error)."""
+        if not is_fhir_id(resource_id):
+            return
+        try:
+            self._call(
+                lambda: self.client.execute(f"{resource_type}/{resource_id}", method="delete")
+            )
+        except FhirNotFound:
+            return
+
+    def transaction(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST one transaction Bundle; returns the response entries (same order)."""
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        response = self._call(
+            lambda: self.client.execute("", method="post", data=bundle), idempotent=False
+        )
+        return [dict(e) for e in (response or {}).get("entry", [])]
+
+    def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[str | None, bool]:
+        """Conditional create (R4 transaction ``request.ifNoneExist``): the id of the match or
+        of the new resource (None when the server does not say), and whether it was created."""
+        entry = {
+            "resource": resource,
+            "request": {
+                "method": "POST",
+                "url": resource["resourceType"],
+                "ifNoneExist": condition,
+            },
+        }
+        answers = self.transaction([entry])
+        response = (answers[0] if answers else {}).get("response") or {}
+        created = str(response.get("status", "")).startswith("201")
+        return _id_from_location(str(response.get("location") or "")), created
+
+    # -- errors --------------------------------------------------------------------------
+
+    def _call(self, action: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run one request; map failures to the use case's errors; retry where safe.
+
+        Idempotent requests (GET, PUT) are retried after connect errors and 502/503/504;
+        a transaction (POST) never is: it may have been applied.
+        """
+        for attempt in range(self._retries + 1):
+            try:
+                return action()
+            except (FhirHttpError, requests.RequestException, ValueError) as exc:
+                error = _translate(exc)
+                last = attempt == self._retries
+                if last or not idempotent or not _transient(exc):
+                    raise error from exc
+                log.info("FHIR request failed, retrying", extra={"reason": str(error)})
+                time.sleep(_RETRY_PAUSE_SECONDS * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def _id_from_location(location: str) -> str | None:
+    """``Patient/123/_history/1`` (or an absolute URL of it) -> ``123``."""
+    parts = [p for p in location.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return parts[-1] if len(parts) >= 2 else None
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, FhirHttpError):
+        return exc.status in RETRY_STATUSES
+    return isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout)
+
+
+def _translate(exc: BaseException) -> FetchError:
+    """What a failed FHIR request means for the caller (an OperationOutcome's status)."""
+    if isinstance(exc, FhirHttpError):
+        status = exc.status
+        if status in (404, 410):
+            return FhirNotFound(f"the FHIR server has no such resource (HTTP {status})")
+        if status in (409, 412):
+            return FhirConflict(f"a resource changed while it was being written (HTTP {status})")
+        if status in (401, 403):
+            return FhirUnavailable(
+                f"the FHIR server refused the sidecar's credentials (HTTP {status})"
+            )
+        if status == 504:
+            return FhirUnavailable("the FHIR server timed out (HTTP 504)", status=504)
+        if status >= 500:
+            return FhirUnavailable(f"the FHIR server failed (HTTP {status})")
+        return FetchError(
+            f"the FHIR server rejected the request (HTTP {status}): {exc.diagnostics()}",
+            status=502,
+        )
+    if isinstance(exc, requests.Timeout):
+        return FhirUnavailable("the FHIR server did not answer in time", status=504)
+    if isinstance(exc, requests.ConnectionError):
+        return FhirUnavailable("the FHIR server is unreachable")
+    if isinstance(exc, ValueError):  # a 2xx whose body is not JSON
+        return FhirUnavailable("the FHIR server sent an answer that is not FHIR JSON")
+    return FhirUnavailable(f"the FHIR request failed ({type(exc).__name__})")

@@ -1,0 +1,185 @@
+"""Which PACS patient a FHIR Patient is, and whether another Patient claims the same one.
+
+Pure decisions (no I/O), used by the use case before anything is queried or written:
+
+- :func:`patient_keys`: the (PACS, PatientID, IssuerOfPatientID) queries a Patient's
+  identifiers imply, through the configured identifier mappings. Identifiers with
+  ``use = old`` or an ended ``period`` are retired and imply nothing; values a PACS could
+  read as matching syntax are refused (``qido.check_match_value``).
+- :func:`carries_identifier`: the exact comparison that follows every FHIR identifier
+  search (a server may match loosely: HAPI trims values and ignores control characters).
+- :func:`claimants`: the *other* Patients whose identifiers imply one of these keys, DICOM
+  padding included (``P-1`` and ``P-1 `` are one PatientID, PS3.5 6.2 LO). Two Patients for
+  one PACS patient is a conflict to resolve in the FHIR server, never a reason to move
+  studies. A Patient that was merged away (``link.type = replaced-by``) claims nothing.
+
+References: FHIR R4 Patient.identifier.use / period, Patient.link
+(https://hl7.org/fhir/R4/patient-definitions.html); DICOM PS3.3 C.7.1.1 (Patient Module).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sidecar.core import qido
+from sidecar.core.fhir_values import identifier_token
+from sidecar.settings import PacsSettings
+
+Resource = dict[str, Any]
+REPLACED_BY = "replaced-by"  # Patient.link.type: this record is obsolete, `other` survives
+
+
+@dataclass(frozen=True)
+class PatientKey:
+    """One QIDO patient query: this PACS, this PatientID (+ issuer), from this identifier."""
+
+    pacs: str
+    system: str | None
+    patient_id: str
+    issuer: str | None
+
+    @property
+    def identity(self) -> tuple[str, str, str | None]:
+        """What the PACS files studies under: (PACS, PatientID, IssuerOfPatientID)."""
+        return self.pacs, self.patient_id, self.issuer
+
+    def overlaps(self, other: PatientKey) -> bool:
+        """Whether both keys can name one study: the same PACS and PatientID, and issuers
+        that are equal or not asked for (a key without issuer takes any issuer's studies)."""
+        return (
+            self.pacs == other.pacs
+            and self.patient_id == other.patient_id
+            and (self.issuer is None or other.issuer is None or self.issuer == other.issuer)
+        )
+
+
+def current_identifiers(
+    patient: Mapping[str, Any], now: datetime | None = None
+) -> Iterable[Mapping[str, Any]]:
+    """Patient.identifier entries in use: not ``use = old``, no ``period.end`` in the past
+    (an end in the future is a planned retirement, still in use now)."""
+    moment = now or datetime.now(UTC)
+    for ident in patient.get("identifier") or []:
+        if not isinstance(ident, Mapping):
+            continue
+        if ident.get("use") == "old" or _ended(ident.get("period"), moment):
+            continue  # a retired identifier must not pull another patient's studies
+        yield ident
+
+
+def _ended(period: Any, now: datetime) -> bool:
+    """Whether an R4 Period's ``end`` (date or dateTime) lies before ``now``; an end that
+    cannot be read counts as ended (refuse rather than risk another patient's studies)."""
+    end = (period or {}).get("end") if isinstance(period, Mapping) else None
+    if not end:
+        return False
+    text = str(end)
+    try:
+        if len(text) <= 10:  # YYYY, YYYY-MM, YYYY-MM-DD: the end of that year/month/day
+            parts = [int(p) for p in text.split("-")]
+            year = parts[0]
+            month = parts[1] if len(parts) > 1 else 12
+            day = parts[2] if len(parts) > 2 else calendar.monthrange(year, month)[1]
+            moment = datetime(year, month, day, 23, 59, 59, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        return True
+    return moment < now
+
+
+def patient_keys(
+    patient: Mapping[str, Any], pacs: Iterable[PacsSettings]
+) -> tuple[list[PatientKey], list[str]]:
+    """The PACS queries this Patient implies, and why any identifier was refused."""
+    keys: list[PatientKey] = []
+    refused: list[str] = []
+    pacs_list = list(pacs)
+    for ident in current_identifiers(patient):
+        system, value = ident.get("system"), ident.get("value")
+        if not isinstance(value, str) or (system is not None and not isinstance(system, str)):
+            continue
+        for settings in pacs_list:
+            mapping = settings.mapping_for(system)
+            if mapping is None:
+                continue
+            try:
+                patient_id = qido.check_match_value(value, what=f"identifier ({system})")
+                if mapping.issuer is not None:
+                    qido.check_match_value(mapping.issuer, what="issuer")
+            except qido.RefusedValue as exc:
+                refused.append(str(exc))
+                continue
+            key = PatientKey(settings.name, system, patient_id, mapping.issuer)
+            if key not in keys:
+                keys.append(key)
+    return keys, list(dict.fromkeys(refused))
+
+
+def carries_identifier(patient: Mapping[str, Any], system: str | None, value: str) -> bool:
+    """Whether the Patient has exactly this identifier in use (system None: any system;
+    ``""``: an identifier without a system)."""
+    return any(
+        ident.get("value") == value and (system is None or (ident.get("system") or "") == system)
+        for ident in current_identifiers(patient)
+    )
+
+
+def is_merged_away(patient: Mapping[str, Any]) -> bool:
+    """A Patient replaced by another one (a merge): it is obsolete, its identity moved."""
+    return any(
+        isinstance(link, Mapping) and link.get("type") == REPLACED_BY
+        for link in patient.get("link") or []
+    )
+
+
+def claim_tokens(keys: Iterable[PatientKey], pacs: Iterable[PacsSettings]) -> list[str]:
+    """``identifier`` search tokens that find every Patient claiming one of these keys:
+    under *every* system its PACS maps to an overlapping issuer, not only the key's own.
+
+    DICOM pads LO values with spaces (PS3.5 6.2); a FHIR server may or may not trim, so
+    each value is also asked for with a trailing and a leading space.
+    """
+    by_name = {p.name: p for p in pacs}
+    tokens: list[str] = []
+    for key in keys:
+        mappings = by_name[key.pacs].patient_identifiers if key.pacs in by_name else ()
+        systems = [
+            m.system
+            for m in mappings
+            if key.issuer is None or m.issuer is None or m.issuer == key.issuer
+        ] or [key.system]
+        for system in dict.fromkeys(systems):
+            for value in (key.patient_id, f"{key.patient_id} ", f" {key.patient_id}"):
+                token = identifier_token(system, value)
+                if token not in tokens:
+                    tokens.append(token)
+    return tokens
+
+
+def claimants(
+    patient_id: str,
+    keys: Iterable[PatientKey],
+    candidates: Iterable[Mapping[str, Any]],
+    pacs: Iterable[PacsSettings],
+) -> dict[str, list[PatientKey]]:
+    """Other Patients (by id) whose current identifiers imply a key overlapping one of
+    ``keys`` (the same PACS patient, or a key without issuer that takes its studies)."""
+    mine = list(keys)
+    pacs_list = list(pacs)
+    found: dict[str, list[PatientKey]] = {}
+    for other in candidates:
+        other_id = other.get("id")
+        if not isinstance(other_id, str) or other_id == patient_id or is_merged_away(other):
+            continue
+        theirs, _ = patient_keys(other, pacs_list)
+        shared = [k for k in mine if any(k.overlaps(t) for t in theirs)]
+        if shared:
+            found[other_id] = list(dict.fromkeys(shared))
+    return found

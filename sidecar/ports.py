@@ -1,0 +1,239 @@
+"""The ports: what the use cases and triggers need from the world, as typed Protocols.
+
+Use cases (``sidecar/usecases``, ``subscription_handlers/usecases``) type against these and
+never against an adapter; the composition root (``sidecar/wiring``) picks the adapters:
+
+==================  ==============================================  ==========================
+port                what it is                                      adapter today
+==================  ==============================================  ==========================
+:class:`Pacs`       one PACS's QIDO-RS, patient-exact               ``adapters/dicomweb.py``
+:class:`ChangeLog`  a PACS's own change feed (vendor extra)         ``adapters/orthanc.py``
+:class:`FhirServer` the FHIR R4 server (reads, one transaction)     ``adapters/fhir_store.py``
+:class:`SyncQueue`  the durable per-patient sync queue              ``subscription_handlers/
+                                                                    adapters/queue.py``
+:class:`TriggerLease` a trigger's lease-guarded cursor              ``subscription_handlers/
+                                                                    adapters/coordination.py``
+==================  ==============================================  ==========================
+
+A new kind of PACS (a DIMSE C-FIND bridge, a vendor API) is a new adapter that implements
+:class:`Pacs`; nothing above it changes (docs/architecture.md, "Where new things plug in").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sidecar.core.qido import StudyCriteria
+from sidecar.core.sync_state import PatientSyncState
+
+#: One DICOM JSON record (PS3.18 F.2): tag -> {"vr": ..., "Value": [...]}.
+Record = dict[str, Any]
+#: One FHIR resource as JSON.
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PatientStudies:
+    """Studies a PACS holds for one (PatientID, IssuerOfPatientID), after the exact checks."""
+
+    records: list[Record]
+    dropped: int  # records the PACS returned that were not exactly this patient's
+    requests: int
+    #: StudyInstanceUIDs (as sent, shortened) of this patient's records that are not UIDs
+    invalid_uids: list[str] = field(default_factory=list)
+
+
+class Pacs(Protocol):
+    """One configured PACS, read with QIDO-RS (DICOM PS3.18 10.6). Thread-safe.
+
+    Every method raises ``PacsUnavailable`` (502) or ``PacsTimeout`` (504) naming the PACS.
+    """
+
+    name: str
+
+    def search_patient_studies(
+        self, patient_id: str, issuer: str | None, criteria: StudyCriteria
+    ) -> PatientStudies:
+        """The studies of exactly this PatientID (0010,0020) and IssuerOfPatientID
+        (0010,0021) within ``criteria``; what the PACS matched loosely is dropped."""
+        ...
+
+    def study_pages(
+        self, filters: list[tuple[str, str]], *, fields: Iterable[str]
+    ) -> Iterator[list[Record]]:
+        """Study-level pages for filters built by :mod:`sidecar.core.qido` (the caller
+        applies the exact checks): the backfill's date windows, the recent-studies poll."""
+        ...
+
+    def find_studies(self, study_uids: Iterable[str]) -> dict[str, list[Record]]:
+        """Study-level records of these StudyInstanceUIDs, whoever's they are (several per
+        UID when the PACS files one UID under several patients; none when it lacks it)."""
+        ...
+
+    def study_contents(self, study_uids: Iterable[str], level: str) -> dict[str, list[Record]]:
+        """Series- or instance-level records (``level`` "series"/"instance") per study."""
+        ...
+
+    def ping(self) -> None:
+        """One cheap request; raises when the PACS cannot answer."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a PACS change log."""
+
+    seq: int
+    change_type: str
+    resource_type: str
+    resource_id: str
+
+
+class ChangeLog(Protocol):
+    """A PACS's own change feed, for what DICOMweb has no word for (a vendor extra)."""
+
+    name: str
+    #: the change types that may bring a new or grown study (others are skipped)
+    study_change_types: frozenset[str]
+
+    def last(self) -> int:
+        """The newest sequence number."""
+        ...
+
+    def since(self, seq: int, limit: int = 100) -> tuple[list[Change], int, bool]:
+        """Changes after ``seq``: (changes, the sequence they cover up to, done?)."""
+        ...
+
+    def study_uid(self, change: Change) -> str | None:
+        """The StudyInstanceUID a change is about (None: not a study change, or gone)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FhirServer(Protocol):
+    """The FHIR R4 server as the sidecar uses it. Errors are ``FetchError`` subclasses
+    (``FhirUnavailable`` 502/504, ``FhirConflict`` 409); reads of a missing resource give
+    None, never an error."""
+
+    base_url: str
+
+    def read(self, resource_type: str, resource_id: str) -> Resource | None: ...
+
+    def read_patient(self, patient_id: str) -> Resource:
+        """The Patient, or ``PatientNotFound`` (404)."""
+        ...
+
+    def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]: ...
+
+    def search(self, resource_type: str, params: dict[str, Any], *, limit: int) -> list[Resource]:
+        """One page of matches (at most ``limit``)."""
+        ...
+
+    def iterate(self, resource_type: str, params: dict[str, Any]) -> Iterator[Resource]:
+        """Every match, page by page."""
+        ...
+
+    def search_all(self, resource_type: str, params: dict[str, Any]) -> list[Resource]: ...
+
+    def studies_of(self, patient_id: str) -> dict[str, Resource]:
+        """Every ImagingStudy whose subject is this Patient, by id."""
+        ...
+
+    def transaction(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One transaction Bundle (all or nothing); the response entries in order."""
+        ...
+
+    def put(self, resource: Resource) -> Resource: ...
+
+    def delete(self, resource_type: str, resource_id: str) -> None: ...
+
+    def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[str | None, bool]:
+        """Conditional create: (the id of the match or the new resource, created?)."""
+        ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SyncQueue(Protocol):
+    """The durable queue of per-patient syncs (notifications, triggers, operators)."""
+
+    def submit(
+        self,
+        patient_id: str,
+        fingerprint: str | None,
+        *,
+        reason: str = "update",
+        refresh: bool = False,
+        refresh_studies: Iterable[str] = (),
+    ) -> str:
+        """Record a request for a sync; ``queued``, ``coalesced`` or ``unchanged``."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Counts per state (pending, queued, running, dead, conflict, ...)."""
+        ...
+
+    def trigger_statuses(self) -> dict[str, dict[str, Any]]:
+        """Each trigger's recorded status: cursor, lag, last success, last error, holder."""
+        ...
+
+    def pending(self, limit: int = 100) -> list[PatientSyncState]: ...
+
+    def dead_letters(self, limit: int = 100) -> list[PatientSyncState]: ...
+
+    def conflicts(self, limit: int = 100) -> list[PatientSyncState]: ...
+
+    def retry_dead(self, patient_ids: list[str] | None = None) -> list[str]:
+        """Queue dead letters (and resolved conflicts) again; all when ``patient_ids`` is None."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TriggerLease(Protocol):
+    """A trigger's cursor, movable only while this runner holds the trigger's lease."""
+
+    def cursor(self) -> str | None: ...
+
+    def move(self, value: str) -> None:
+        """Move the cursor; raises ``LeaseLost`` when another runner took over."""
+        ...
+
+
+class Registration(Protocol):
+    """The Subscription (and OperationDefinition) this sidecar keeps on the FHIR server."""
+
+    notify_secret: str | None
+
+    def subscription_status(self) -> dict[str, Any]:
+        """``{"status": active|requested|error|off|missing|unknown, "differs"?, "reason"?}``."""
+        ...
+
+
+@dataclass
+class StepReport:
+    """What one trigger step did: syncs submitted, where the cursor is, how far behind."""
+
+    enqueued: int = 0
+    cursor: str | None = None
+    lag: float | None = None  # in the trigger's own unit (changes, seconds)
+    lag_unit: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Trigger(Protocol):
+    """What makes FHIR follow the PACS: a ``step`` decides which Patients need a sync,
+    submits them to the queue and moves its cursor. The worker runs each under a lease,
+    every ``interval`` seconds (``subscription_handlers/entry/trigger_runner.py``)."""
+
+    name: str
+    interval: float
+
+    def step(self, lease: TriggerLease) -> StepReport: ...

@@ -1,0 +1,82 @@
+"""Reachability of what the use case needs (the FHIR server and every PACS), probed in
+parallel; shared by ``/healthz`` and ``dicom-fhir check``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sidecar.core.outcome import FetchError
+from sidecar.ports import FhirServer, Pacs, Registration, SyncQueue
+
+
+def probe(check: Callable[[], object]) -> dict[str, Any]:
+    """``{"status": "ok"|"down", "reason"?, "seconds"}`` for one check; never raises."""
+    started = time.perf_counter()
+    try:
+        check()
+        status: dict[str, Any] = {"status": "ok"}
+    except FetchError as exc:
+        status = {"status": "down", "reason": exc.diagnostics}
+    except Exception as exc:  # noqa: BLE001 - a health probe reports, never raises
+        status = {"status": "down", "reason": type(exc).__name__}
+    status["seconds"] = round(time.perf_counter() - started, 3)
+    return status
+
+
+def connectivity(fhir: FhirServer, pacs: Mapping[str, Pacs]) -> dict[str, dict[str, Any]]:
+    """One probe per dependency: ``fhir`` and ``pacs:<name>``."""
+    checks: dict[str, Callable[[], object]] = {"fhir": fhir.ping}
+    checks.update({f"pacs:{name}": client.ping for name, client in pacs.items()})
+    with ThreadPoolExecutor(len(checks)) as pool:
+        return dict(zip(checks, pool.map(probe, checks.values()), strict=True))
+
+
+def trigger_report(queue: SyncQueue, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """Each trigger's recorded status, with a ``problem`` when its
+    last step failed or it has not succeeded for three of its intervals."""
+    now = time.time() if now is None else now
+    out = {}
+    for name, status in queue.trigger_statuses().items():
+        entry = dict(status)
+        if "interval" not in entry:  # a source without steps (notify, manual): counts only
+            out[name] = entry
+            continue
+        interval = float(entry["interval"])
+        last_ok = entry.get("last_ok")
+        if entry.get("error"):
+            entry["problem"] = f"last step failed: {entry['error']}"
+        elif last_ok is None or now - float(last_ok) > 3 * interval + 30:
+            entry["problem"] = (
+                "no successful step for three intervals (no worker runs it, or a step hangs)"
+            )
+        out[name] = entry
+    return out
+
+
+def sync_report(registrar: Registration, queue: SyncQueue) -> dict[str, Any]:
+    """``{"status": ok|degraded|down, "subscription": {...}, "queue": {...}}``."""
+    report: dict[str, Any] = {}
+    reasons = []
+    subscription = registrar.subscription_status()
+    report["subscription"] = subscription
+    if subscription.get("status") != "active" or subscription.get("differs"):
+        reasons.append(f"subscription {subscription.get('status')}")
+    try:
+        status = queue.status()
+    except Exception as exc:  # noqa: BLE001 - a health probe reports, never raises
+        report["queue"] = {"status": "down", "reason": type(exc).__name__}
+        report["status"] = "down"
+        report["reason"] = "the sync queue is unavailable"
+        return report
+    report["queue"] = status
+    if status["dead"]:
+        reasons.append(f"{status['dead']} dead letter(s)")
+    report["triggers"] = triggers = trigger_report(queue)
+    reasons += [f"{name}: {t['problem']}" for name, t in triggers.items() if t.get("problem")]
+    report["status"] = "degraded" if reasons else "ok"
+    if reasons:
+        report["reason"] = "; ".join(reasons)
+    return report
