@@ -207,6 +207,31 @@ class TriggerLease(Protocol):
         ...
 
 
+class BackfillCheckpoint(Protocol):
+    """What a backfill has done, kept across kills (``sidecar/adapters/checkpoint.py``)."""
+
+    path: Any  # where it is kept, for the report
+
+    def window_done(self, label: str) -> bool: ...
+
+    def patient_done(self, label: str, key: str) -> bool: ...
+
+    @property
+    def instances_done(self) -> int: ...
+
+    def mark_patient(self, label: str, key: str, instances: int) -> None: ...
+
+    def mark_window(self, label: str, instances: int) -> None: ...
+
+
+class Progress(Protocol):
+    """Where a long run shows how far it is (a terminal bar, a log line)."""
+
+    def update(self, n: int, **postfix: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Registration(Protocol):
     """The Subscription (and OperationDefinition) this sidecar keeps on the FHIR server."""
 

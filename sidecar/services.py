@@ -6,10 +6,12 @@ Everything that serves a caller (the web app, the worker, the CLI commands) rece
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sidecar.ports import ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
 from sidecar.settings import Settings
+from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 
 
@@ -26,6 +28,8 @@ class Services:
     #: what the worker runs beside the queue: change feeds, sweeps, catch-up, resync
     triggers: list[Trigger] = field(default_factory=list)
     orthanc: dict[str, ChangeLog] = field(default_factory=dict)
+    #: ``backfill(BackfillOptions) -> Backfill``: one run over one PACS, with its checkpoint
+    backfill: Callable[[BackfillOptions], Backfill] | None = None
 
     def close(self) -> None:
         for feed in self.orthanc.values():

@@ -8,10 +8,18 @@ Pure decisions (no I/O), used by the use case before anything is queried or writ
   read as matching syntax are refused (``qido.check_match_value``).
 - :func:`carries_identifier`: the exact comparison that follows every FHIR identifier
   search (a server may match loosely: HAPI trims values and ignores control characters).
-- :func:`claimants`: the *other* Patients whose identifiers imply one of these keys, DICOM
-  padding included (``P-1`` and ``P-1 `` are one PatientID, PS3.5 6.2 LO). Two Patients for
-  one PACS patient is a conflict to resolve in the FHIR server, never a reason to move
-  studies. A Patient that was merged away (``link.type = replaced-by``) claims nothing.
+- :func:`claim_tokens`: the one ``identifier`` search that finds every Patient that may
+  claim a PACS patient (every system the PACS maps to an overlapping issuer, DICOM padding
+  included: ``P-1`` and ``P-1 `` are one PatientID, PS3.5 6.2 LO).
+- :func:`claimants`: the *other* Patients whose identifiers imply one of these keys. Two
+  Patients for one PACS patient is a conflict to resolve in the FHIR server, never a reason
+  to move studies.
+- :func:`holders`: the Patients whose fetch would take a PACS study record (the triggers
+  and the backfill ask this: which Patients to sync for a study).
+- In both, a Patient that was merged away (``link.type = replaced-by``) claims nothing: one
+  rule, :func:`live_keys`.
+- :func:`identifier_mapping_for`, :func:`patient_resource`: the identifier and the Patient
+  a PACS patient gets when the backfill or a trigger may create it.
 
 References: FHIR R4 Patient.identifier.use / period, Patient.link
 (https://hl7.org/fhir/R4/patient-definitions.html); DICOM PS3.3 C.7.1.1 (Patient Module).
@@ -27,10 +35,36 @@ from typing import Any
 
 from sidecar.core import qido
 from sidecar.core.fhir_values import identifier_token
-from sidecar.settings import PacsSettings
+from sidecar.core.mapping import build_patient
+from sidecar.settings import IdentifierMapping, PacsSettings
 
 Resource = dict[str, Any]
+Record = dict[str, Any]
 REPLACED_BY = "replaced-by"  # Patient.link.type: this record is obsolete, `other` survives
+#: Marks the Patients the sidecar created from DICOM demographics (for audits and clean-up).
+CREATED_TAG = {"system": "urn:dicom-fhir-sidecar:tag", "code": "created-by-backfill"}
+
+
+@dataclass(frozen=True)
+class DicomPatient:
+    """One exact (PatientID (0010,0020), IssuerOfPatientID (0010,0021)) of a PACS: what its
+    study records name (None: the record carries no issuer)."""
+
+    patient_id: str
+    issuer: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.patient_id}|{self.issuer or ''}"
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> DicomPatient | None:
+        """The patient a study record names, if its PatientID may be queried safely."""
+        try:
+            patient_id = qido.check_match_value(qido.first_value(record, qido.PATIENT_ID))
+        except qido.RefusedValue:
+            return None
+        return cls(patient_id, qido.first_value(record, qido.ISSUER_OF_PATIENT_ID))
 
 
 @dataclass(frozen=True)
@@ -176,10 +210,65 @@ def claimants(
     found: dict[str, list[PatientKey]] = {}
     for other in candidates:
         other_id = other.get("id")
-        if not isinstance(other_id, str) or other_id == patient_id or is_merged_away(other):
+        if not isinstance(other_id, str) or other_id == patient_id:
             continue
-        theirs, _ = patient_keys(other, pacs_list)
+        theirs = live_keys(other, pacs_list)
         shared = [k for k in mine if any(k.overlaps(t) for t in theirs)]
         if shared:
             found[other_id] = list(dict.fromkeys(shared))
     return found
+
+
+def live_keys(patient: Mapping[str, Any], pacs: Iterable[PacsSettings]) -> list[PatientKey]:
+    """The keys a Patient claims PACS patients by: none when it was merged away."""
+    return [] if is_merged_away(patient) else patient_keys(patient, pacs)[0]
+
+
+def holders(
+    pacs: PacsSettings, who: DicomPatient, candidates: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """Ids of the Patients whose fetch takes the studies this PACS files under ``who``: a
+    live key of this PACS with its PatientID and either no issuer or ``who``'s issuer (the
+    exact check a fetch applies to every record, :func:`sidecar.core.qido.is_exact_patient`)."""
+    ids = []
+    for patient in candidates:
+        if any(
+            k.pacs == pacs.name
+            and k.patient_id == who.patient_id
+            and k.issuer in (None, who.issuer)
+            for k in live_keys(patient, [pacs])
+        ):
+            ids.append(str(patient.get("id")))
+    return ids
+
+
+def tokens_for(pacs: PacsSettings, who: DicomPatient) -> list[str]:
+    """The :func:`claim_tokens` search for the Patients that may hold ``who``."""
+    return claim_tokens([PatientKey(pacs.name, None, who.patient_id, who.issuer)], [pacs])
+
+
+def identifier_mapping_for(pacs: PacsSettings, issuer: str | None) -> IdentifierMapping | None:
+    """The identifier system a PACS patient gets when a Patient is created for it.
+
+    A mapping with this exact issuer wins. A mapping without issuer (values are PatientIDs
+    alone) serves patients without issuer, and patients with an issuer only when the PACS
+    maps no issuer at all: otherwise the same PatientID under two issuers would become one
+    FHIR Patient. None: this patient cannot be given an identifier (refused with a warning).
+    """
+    exact = next((m for m in pacs.patient_identifiers if m.issuer == issuer), None)
+    if exact is not None or issuer is None:
+        return exact
+    if all(m.issuer is None for m in pacs.patient_identifiers):
+        return next(iter(pacs.patient_identifiers), None)
+    return None
+
+
+def patient_resource(
+    record: Record | None, mapping: IdentifierMapping, who: DicomPatient
+) -> Resource:
+    """The Patient created for a PACS patient: DICOM demographics, the mapped identifier
+    only, tagged :data:`CREATED_TAG`."""
+    patient = build_patient(record) if record is not None else {"resourceType": "Patient"}
+    patient["identifier"] = [{"system": mapping.system, "value": who.patient_id}]
+    patient["meta"] = {"tag": [CREATED_TAG]}
+    return patient

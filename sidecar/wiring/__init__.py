@@ -12,8 +12,12 @@ shared across processes).
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 from flask import Flask
 
+from sidecar.adapters.checkpoint import Checkpoint
 from sidecar.adapters.dicomweb import DicomwebPacs
 from sidecar.adapters.fhir_store import FhirStore
 from sidecar.adapters.orthanc import OrthancChanges
@@ -22,6 +26,7 @@ from sidecar.entry.web.app import create_app
 from sidecar.ports import Trigger
 from sidecar.services import Services
 from sidecar.settings import Settings, load_settings
+from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 from subscription_handlers.adapters.queue import HueySyncQueue
 from subscription_handlers.entry import notify
@@ -48,7 +53,25 @@ def build(settings: Settings | None = None) -> Services:
     }
     triggers = build_triggers(settings, fhir, pacs, orthanc, fetch, queue)
     registrar = build_registrar(settings, fhir)
-    return Services(settings, fhir, pacs, fetch, queue, registrar, triggers, orthanc)
+    return Services(
+        settings,
+        fhir,
+        pacs,
+        fetch,
+        queue,
+        registrar,
+        triggers,
+        orthanc,
+        backfill=partial(backfill, fetch, settings.data_dir),
+    )
+
+
+def backfill(fetch: FetchImaging, data_dir: Path, options: BackfillOptions) -> Backfill:
+    """One backfill run with its checkpoint file under ``SIDECAR_DATA_DIR``."""
+    params = options.checkpoint_params()
+    path = Checkpoint.path_for(data_dir, options.pacs, params)
+    checkpoint = Checkpoint.load(path, params, restart=options.restart)
+    return Backfill(fetch, options, checkpoint=checkpoint)
 
 
 def build_triggers(

@@ -158,7 +158,6 @@ IO_LIBRARIES = {
     "subprocess",
     "gunicorn",
     "http",
-    "tenacity",
     "urllib",
 }
 

@@ -7,16 +7,10 @@ from datetime import date
 
 import pytest
 
+from sidecar.adapters.checkpoint import Checkpoint
+from sidecar.core.backfill_plan import Window, date_windows, group_by_patient
+from sidecar.core.identity import DicomPatient, identifier_mapping_for, patient_resource
 from sidecar.settings import IdentifierMapping, PacsSettings
-from sidecar.usecases.backfill import (
-    Checkpoint,
-    DicomPatient,
-    Window,
-    date_windows,
-    group_by_patient,
-    identifier_mapping_for,
-    patient_resource,
-)
 
 TODAY = date(2024, 3, 10)
 

@@ -99,7 +99,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             )
             return 2
         if args.all:
-            return _backfill(services.fetch, args)
+            return _backfill(services, args)
         return _one(services.fetch, args)
     finally:
         services.close()
@@ -148,12 +148,12 @@ def format_result(result: Any) -> str:
     return "\n".join(lines)
 
 
-def _backfill(fetch: Any, args: argparse.Namespace) -> int:
+def _backfill(services: Any, args: argparse.Namespace) -> int:
     from sidecar.core.outcome import FetchError
-    from sidecar.usecases.backfill import Backfill, BackfillOptions
+    from sidecar.entry.cli.progress import Progress
+    from sidecar.usecases.backfill import BackfillOptions
 
-    data_dir = fetch.settings.data_dir
-    names = [args.pacs] if args.pacs else list(fetch.settings.pacs)
+    names = [args.pacs] if args.pacs else list(services.settings.pacs)
     status = 0
     for name in names:
         options = BackfillOptions(
@@ -167,9 +167,9 @@ def _backfill(fetch: Any, args: argparse.Namespace) -> int:
             detail=Detail(args.detail),
         )
         try:
-            backfill = Backfill(fetch, options, data_dir=data_dir)
+            backfill = services.backfill(options)
             print(f"PACS {name}: checkpoint {backfill.checkpoint.path}", file=sys.stderr)
-            report = backfill.run()
+            report = backfill.run(progress=Progress)
         except (FetchError, ValueError) as exc:
             print(f"error: PACS {name}: {exc}", file=sys.stderr)
             status = 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from sidecar.ports import ChangeLog, FhirServer, Pacs, StepReport, SyncQueue, TriggerLease
 from sidecar.settings import PacsSettings
-from subscription_handlers.usecases.triggers.patients import patients_of
+from sidecar.usecases.patients import patients_of
 
 BATCH = 100
 BATCHES = 20

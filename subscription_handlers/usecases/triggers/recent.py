@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from sidecar.core import qido
 from sidecar.ports import FhirServer, Pacs, StepReport, SyncQueue, TriggerLease
 from sidecar.settings import PacsSettings
-from subscription_handlers.usecases.triggers.patients import patients_of
+from sidecar.usecases.patients import patients_of
 
 FIELDS = (qido.ISSUER_OF_PATIENT_ID, "00201206", "00201208", qido.MODALITIES_IN_STUDY)
 

@@ -21,7 +21,7 @@ from sidecar.core import identity, qido
 from sidecar.core.mapping import study_uid_of
 from sidecar.ports import FhirServer, Pacs, StepReport, SyncQueue, TriggerLease
 from sidecar.settings import PacsSettings
-from subscription_handlers.usecases.triggers.patients import patients_of
+from sidecar.usecases.patients import patients_of
 
 BATCH = 50
 Counts = tuple[int | None, int | None]  # series, instances
