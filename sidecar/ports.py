@@ -130,6 +130,10 @@ class FhirServer(Protocol):
 
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]: ...
 
+    def find_patients(self, token: str, *, limit: int = 2) -> list[Resource]:
+        """Patients matching an ``identifier`` search token (escaped: core.fhir_values)."""
+        ...
+
     def search(self, resource_type: str, params: dict[str, Any], *, limit: int) -> list[Resource]:
         """One page of matches (at most ``limit``)."""
         ...

@@ -51,6 +51,8 @@ STUDY_FIELDS = (
     "00201208",  # NumberOfStudyRelatedInstances
 )
 SERIES_FIELDS = (
+    PATIENT_ID,  # whose each row is: checked against the study record (pacs_answers)
+    ISSUER_OF_PATIENT_ID,
     "0008103E",  # SeriesDescription
     "00180015",  # BodyPartExamined
     "00082218",  # AnatomicRegionSequence

@@ -58,9 +58,7 @@ def policy(
     )
 
 
-def transient(
-    what: str, retries: int, is_transient: Callable[[BaseException], bool]
-) -> Retrying:
+def transient(what: str, retries: int, is_transient: Callable[[BaseException], bool]) -> Retrying:
     """A request retried ``retries`` times after connect errors and 502/503/504 (0.2 s, 0.4 s,
     ...): short pauses, so a retry never outlives the caller's own timeout by much."""
     return policy(what, attempts=retries + 1, retry_on=is_transient, first_wait=0.2, max_wait=2.0)

@@ -73,6 +73,19 @@ class FakeDicomWeb:
         """The raw query strings received on paths ending with ``path_suffix``."""
         return [r.query_string.decode() for r, _ in self.server.log if r.path.endswith(path_suffix)]
 
+    def _with_patient(self, study_uid: str, rows: list[Record], query: list) -> list[Record]:
+        """Like Orthanc 1.10: a series/instance row carries the patient tags of its study's
+        record when ``includefield`` asks for them (the first study record of that UID; a
+        row that names its own patient keeps it)."""
+        asked = {v for k, v in query if k == "includefield"}
+        study = next(
+            (s for s in self.studies if s.get("0020000D", {}).get("Value") == [study_uid]), None
+        )
+        if study is None:
+            return rows
+        tags = {t: study[t] for t in ("00100020", "00100021") if t in asked and t in study}
+        return [{**tags, **row} for row in rows]
+
     def _answer(self, request: Request) -> Response:
         query = parse_qsl(request.query_string.decode(), keep_blank_values=True)
         self.queries.append((request.path, query))
@@ -82,7 +95,7 @@ class FakeDicomWeb:
         if path == "/studies":
             rows = self.studies
         elif m := re.fullmatch(r"/studies/([0-9.]+)/(series|instances)", path):
-            rows = self.instances.get(m[1], [])
+            rows = self._with_patient(m[1], self.instances.get(m[1], []), query)
         else:
             return Response("not found", status=404)
         params = dict(query)
