@@ -461,6 +461,40 @@ def test_an_issuerless_identifier_is_refused_when_the_pacs_mixes_issuers(world):
     assert not fhir.transactions
 
 
+def test_an_issuerless_identifier_meeting_records_with_and_without_issuer_is_refused(world):
+    """PatientID 7 filed once without issuer and once under HOSP-B may be two people: an
+    identifier system that implies no issuer cannot tell them apart (409, both named, and
+    never the PatientID itself), nothing written."""
+    fetch, fhir, pacs = world
+    pacs["7.1"] = study_record("7", "7.1", issuer=None)
+    pacs["7.2"] = study_record("7", "7.2", issuer="HOSP-B")
+    fhir.store[("Patient", "plain7")] = {
+        "resourceType": "Patient",
+        "id": "plain7",
+        "identifier": [{"system": SYS_PLAIN, "value": "7"}],
+    }
+    with pytest.raises(AmbiguousPatient) as err:
+        fetch(FetchRequest(patient_id="plain7"))
+    assert "HOSP-B" in err.value.diagnostics and "(no issuer)" in err.value.diagnostics
+    assert "'7'" not in err.value.diagnostics
+    assert not fhir.transactions
+
+
+def test_series_rows_that_do_not_say_whose_they_are_are_left_out(world):
+    """The series/instance query asks for PatientID and IssuerOfPatientID; a PACS that
+    answers a row without them (following the include list strictly, or not at all) does
+    not get that row into another patient's study: it is left out, with a warning."""
+    from tests.unit.fake_dicomweb import instance_row
+
+    fetch, _, pacs = world
+    pacs.server.instances["1.2.1"] = [instance_row("1.2.1", "1.2.1.1", "1.2.1.1.1")]
+    pacs.server._with_patient = lambda uid, rows, query: rows  # names no patient at all
+    result = fetch(FetchRequest(patient_id="p12"))
+    study = next(s for s in result.studies if s["id"] == "1.2.1")
+    assert "series" not in study or not study["series"]
+    assert any("did not say whose they are" in i["diagnostics"] for i in result.issues)
+
+
 def test_an_identifier_that_ends_in_the_future_is_still_in_use(world):
     fetch, fhir, _ = world
     fhir.store[("Patient", "p12")]["identifier"][0]["period"] = {"end": "2999-12-31"}

@@ -35,25 +35,55 @@ from tests.unit.fake_dicomweb import FakeDicomWeb, study_row
 SYS = "urn:mrn"
 
 
+def _hapi_value(text: str) -> str:
+    """How HAPI compares a token value: trimmed, control characters dropped."""
+    return re.sub(r"[\x00-\x1f\x7f]", "", text).strip()
+
+
 class StubFhir:
-    """Patients and ImagingStudies in memory; searches by identifier tokens (OR)."""
+    """Patients and ImagingStudies in memory. ``search`` is as loose as HAPI's token search
+    and no looser: ``identifier=system|value,...`` (OR; ``\\`` escapes), the system compared
+    exactly, the value trimmed and without control characters, against EVERY identifier of a
+    Patient, whatever its use, period or link (the rules are the sidecar's to apply)."""
 
     def __init__(self) -> None:
         self.patients: dict[str, dict] = {}
         self.studies: list[dict] = []
 
-    def add_patient(self, pid: str, mrn: str, updated: str = "2026-01-01T00:00:00.000+00:00"):
+    def add_patient(
+        self,
+        pid: str,
+        mrn: str | None = None,
+        updated: str = "2026-01-01T00:00:00.000+00:00",
+        *,
+        identifiers: list[dict] | None = None,
+        **elements,
+    ):
         self.patients[pid] = {
             "resourceType": "Patient",
             "id": pid,
-            "identifier": [{"system": SYS, "value": mrn}],
+            "identifier": identifiers or [{"system": SYS, "value": mrn}],
             "meta": {"lastUpdated": updated},
+            **elements,
         }
 
     def search(self, resource_type, params, limit):
         assert resource_type == "Patient"
-        wanted = {t.rpartition("|")[2].strip() for t in re.split(r"(?<!\\),", params["identifier"])}
-        return [p for p in self.patients.values() if p["identifier"][0]["value"] in wanted][:limit]
+        wanted = set()
+        for token in re.split(r"(?<!\\),", params["identifier"]):
+            system, bar, value = token.partition("|") if "|" in token else ("", "", token)
+            unescape = lambda s: re.sub(r"\\(.)", r"\1", s)  # noqa: E731
+            wanted.add((unescape(system) if bar else None, _hapi_value(unescape(value))))
+        return [
+            p
+            for p in self.patients.values()
+            if any(
+                (system is None or i.get("system") == system)
+                and _hapi_value(i.get("value", "")) == value
+                for i in p.get("identifier", [])
+                for system, value in wanted
+            )
+        ][:limit]
 
     def iterate(self, resource_type, params):
         if resource_type == "Patient":
@@ -428,6 +458,48 @@ def test_recent_studies_submit_new_and_grown_studies_once(world):
     assert step(recent, queue).enqueued == 0  # nothing new
     pacs_server.studies = [row | {"00201208": {"vr": "IS", "Value": [2]}}]
     assert step(recent, queue).enqueued == 1
+
+
+def _recent(world, *rows):
+    settings, queue, client, pacs_server, fhir = world
+    pacs_server.studies = list(rows)
+    return step(RecentStudies(settings.pacs["main"], client, fhir, queue), queue)
+
+
+def _today_row(pid: str, uid: str, issuer: str | None = None) -> dict:
+    return study_row(pid, uid, issuer, date=datetime.now(UTC).strftime("%Y%m%d"))
+
+
+def test_a_trigger_finds_a_patient_by_any_of_its_identifiers_padded_or_not(world):
+    """The searched identifier need not be the first, may carry DICOM padding, and another
+    system with the same value is somebody else."""
+    _, queue, _, _, fhir = world
+    fhir.add_patient(
+        "p-second",
+        identifiers=[{"system": "urn:other", "value": "X"}, {"system": SYS, "value": "A7 "}],
+    )
+    fhir.add_patient("p-other-system", identifiers=[{"system": "urn:unmapped", "value": "A7"}])
+    _recent(world, _today_row("A7", "1.7"))
+    assert set(pending(queue)) == {"p-second"}
+
+
+def test_a_merged_away_patient_never_gets_a_study_from_a_trigger(world):
+    """Two Patients carry the MRN; the one merged into the other (link replaced-by) claims
+    nothing: only the survivor is synced (the triggers' rule is the use case's rule)."""
+    _, queue, _, _, fhir = world
+    fhir.add_patient(
+        "p-old", "M1", link=[{"type": "replaced-by", "other": {"reference": "Patient/p-new"}}]
+    )
+    fhir.add_patient("p-new", "M1")
+    _recent(world, _today_row("M1", "1.8"))
+    assert set(pending(queue)) == {"p-new"}
+
+
+def test_a_retired_identifier_claims_nothing_in_a_trigger(world):
+    _, queue, _, _, fhir = world
+    fhir.add_patient("p-retired", identifiers=[{"system": SYS, "value": "R1", "use": "old"}])
+    _recent(world, _today_row("R1", "1.9"))
+    assert pending(queue) == {}
 
 
 def stored(uid: str, subject: str) -> dict:
