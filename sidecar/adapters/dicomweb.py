@@ -22,16 +22,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import requests
 from dicomweb_client import DICOMwebClient
 from prometheus_client import Histogram
 
-from sidecar.adapters.http import pooled_session, requests_auth
+from sidecar.adapters.http import AnswerTooLarge, pooled_session, renewing, requests_auth
 from sidecar.core import qido
 from sidecar.core.outcome import PacsTimeout, PacsUnavailable
+from sidecar.ports import PatientStudies, Record
 from sidecar.settings import PacsSettings, QidoSettings
 
 log = logging.getLogger(__name__)
@@ -41,22 +41,10 @@ QIDO_SECONDS = Histogram(
     "sidecar_qido_request_seconds", "QIDO-RS request time", ["pacs", "level", "outcome"]
 )
 
-Record = dict[str, Any]
 #: One page: (rows, the PACS said there are more than it sent).
 Page = tuple[list[Record], bool]
 DICOM_JSON = "application/dicom+json, application/json"
 UID_BATCH = 50  # StudyInstanceUIDs per UID-list query (keeps the URL under 4 KB)
-
-
-@dataclass(frozen=True)
-class PatientStudies:
-    """Studies a PACS holds for one (PatientID, issuer), after the exact checks."""
-
-    records: list[Record]
-    dropped: int  # records the PACS returned that were not exactly this patient's
-    requests: int
-    #: StudyInstanceUIDs (as sent, shortened) of this patient's records that are not UIDs
-    invalid_uids: list[str] = field(default_factory=list)
 
 
 class DicomwebPacs:
@@ -78,8 +66,10 @@ class DicomwebPacs:
             pool_size=qido_settings.concurrency + 2,
             retries=qido_settings.retries,
             deadline=qido_settings.timeout_seconds,
+            max_bytes=qido_settings.max_response_bytes,
         )
-        self._session.auth = requests_auth(settings.auth, timeout=qido_settings.timeout_seconds)
+        self._auth = requests_auth(settings.auth, timeout=qido_settings.timeout_seconds)
+        self._session.auth = self._auth
         self._session.headers["Accept"] = DICOM_JSON
         # the Warning header of the last response on this thread (dicomweb-client hides it)
         self._last = threading.local()
@@ -242,18 +232,30 @@ class DicomwebPacs:
         self._last.warning = response.headers.get("Warning", "")
 
     def _timed(self, level: str, call: Callable[[], T]) -> T:
-        return timed(self.name, level, call)
+        return timed(self.name, level, call, auth=self._auth)
 
 
-def timed(pacs: str, level: str, call: Callable[[], T]) -> T:
+def _unauthorized(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    return isinstance(exc, requests.HTTPError) and getattr(response, "status_code", 0) == 401
+
+
+def timed(pacs: str, level: str, call: Callable[[], T], *, auth: Any = None) -> T:
     """Run one PACS request: its time in ``sidecar_qido_request_seconds``, its failure as
-    PacsTimeout (504) or PacsUnavailable (502) naming the PACS."""
+    PacsTimeout (504) or PacsUnavailable (502) naming the PACS; a 401 once more with a new
+    token when the credentials are OAuth2 (the cached one expired or was revoked)."""
     started = time.perf_counter()
     outcome = "error"
     try:
-        result = call()
+        result = renewing(auth, call, _unauthorized)
         outcome = "ok"
         return result
+    except AnswerTooLarge as exc:
+        raise PacsUnavailable(
+            f"PACS {pacs!r} sent a {level} answer larger than SIDECAR_PACS_MAX_RESPONSE_BYTES"
+        ) from exc
+    except requests.TooManyRedirects as exc:
+        raise PacsUnavailable(f"PACS {pacs!r} answered a {level} query with a redirect") from exc
     except requests.Timeout as exc:
         raise PacsTimeout(f"PACS {pacs!r} did not answer in time ({level} query)") from exc
     except requests.ConnectionError as exc:

@@ -1,26 +1,40 @@
 """The FHIR adapter: the one FHIR client of the sidecar (use case, registration, backfill).
 
-fhirpy's public API does the FHIR REST work (searches, paging through ``next`` links,
-transactions, reads, updates) with our credentials and timeout in its ``requests_config``.
-A ``requests`` response hook turns every error status into :class:`FhirHttpError` before
-fhirpy sees it, so this module alone decides what each status means for a caller
-(:meth:`FhirStore._call`): 404/410 not found, 409/412 a conflict to retry, 401/403 our
-credentials refused, 5xx and timeouts the server unavailable (502/504), idempotent requests
-retried after connect errors and 502/503/504.
+fhirpy's public API does the FHIR REST work (searches, transactions, reads, updates) with
+our credentials and timeout in its ``requests_config``. Two ``requests`` response hooks run
+before fhirpy sees an answer: the first reads it whole within ``SIDECAR_FHIR_TIMEOUT_SECONDS``
+and ``SIDECAR_FHIR_MAX_RESPONSE_BYTES`` (decoded; :func:`sidecar.adapters.http.read_bounded`),
+the second turns an error status into :class:`FhirHttpError`, so this module alone decides
+what each status means for a caller (:meth:`FhirStore._call`): 404/410 not found, 409/412 a
+conflict to retry, 401 once more with a new token, 401/403 our credentials refused, 5xx and
+timeouts the server unavailable (502/504); idempotent requests are retried after connect
+errors and 502/503/504 (:func:`sidecar.core.retry.transient`). Redirects are not followed.
+
+Search pages follow the Bundle's ``next`` links, re-based onto the configured base URL (a
+link's host is never trusted with our credentials: FHIR R4 3.1.1.5.6 lets a server choose
+its paging URLs, not where a client sends its token) and capped at
+``SIDECAR_FHIR_MAX_PAGES``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from fhirpy import SyncFHIRClient
 
-from sidecar.adapters.http import requests_auth
+from sidecar.adapters.http import (
+    ACCEPT_ENCODING,
+    AnswerTooLarge,
+    bounded_hook,
+    renewing,
+    requests_auth,
+)
+from sidecar.core import retry
 from sidecar.core.fhir_values import is_fhir_id
 from sidecar.core.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
 from sidecar.settings import FhirSettings
@@ -33,7 +47,6 @@ FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = frozenset({502, 503, 504})
 _ID_CHUNK = 50  # ids per _id search, to keep URLs short
 PAGE_SIZE = 200  # our HAPI serves up to 500 a page (hapi.fhir.max-page-size)
-_RETRY_PAUSE_SECONDS = 0.2
 
 
 class FhirHttpError(Exception):
@@ -57,14 +70,19 @@ class FhirHttpError(Exception):
 
 
 class FhirNotFound(FetchError):
-    """A read found nothing (HTTP 404/410)."""
+    """A read found nothing (HTTP 404, or 410 Gone: ``http_status``)."""
 
     status, code = 404, "not-found"
 
+    def __init__(self, diagnostics: str, *, http_status: int = 404) -> None:
+        super().__init__(diagnostics)
+        self.http_status = http_status
+
 
 def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-    """Response hook: error statuses become FhirHttpError (fhirpy never parses them)."""
-    if response.status_code >= 400:
+    """Response hook: error statuses and redirects (not followed) become FhirHttpError
+    (fhirpy never parses them)."""
+    if response.status_code >= 300 and response.status_code != 304:
         raise FhirHttpError(response.status_code, response.content)
 
 
@@ -73,20 +91,29 @@ class FhirStore:
 
     def __init__(self, settings: FhirSettings, *, auth: requests.auth.AuthBase | None = None):
         self.base_url = settings.base_url
+        self._base = urlsplit(self.base_url)
         self._retries = settings.retries
-        credentials = (
+        self._max_pages = settings.max_pages
+        self._auth = (
             auth
             if auth is not None
             else requests_auth(settings.auth, timeout=settings.timeout_seconds)
         )
+        bounded = bounded_hook(settings.timeout_seconds, settings.max_response_bytes)
         self.client = SyncFHIRClient(
             self.base_url,
             # HAPI reuses a search's results for 60 s by default; a fetch must see its writes
-            extra_headers={"Cache-Control": "no-cache", "Content-Type": FHIR_JSON},
+            extra_headers={
+                "Cache-Control": "no-cache",
+                "Content-Type": FHIR_JSON,
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
             requests_config={
-                "auth": credentials,
+                "auth": self._auth,
                 "timeout": settings.timeout_seconds,
-                "hooks": {"response": [_raise_for_status]},
+                "stream": True,  # read by the bounded hook, not by requests
+                "allow_redirects": False,
+                "hooks": {"response": [bounded, _raise_for_status]},
             },
         )
 
@@ -115,6 +142,29 @@ class FhirStore:
             raise PatientNotFound(f"Patient/{patient_id} is not known")
         return patient
 
+    def was_deleted(self, resource_type: str, resource_id: str) -> bool:
+        """Whether the server says this resource was deleted: a read answers 410 Gone, or
+        its newest history entry is a DELETE (FHIR R4 3.1.0.7.1). A plain 404 is not proof:
+        a wrong base URL or a proxy answers it too."""
+        if not is_fhir_id(resource_id):
+            return False
+        try:
+            self._call(lambda: self.client.execute(f"{resource_type}/{resource_id}", method="get"))
+            return False
+        except FhirNotFound as exc:
+            if exc.http_status == 410:
+                return True
+        try:
+            history = self._call(
+                lambda: self.client.execute(
+                    f"{resource_type}/{resource_id}/_history", method="get", params={"_count": 1}
+                )
+            )
+        except FhirNotFound:
+            return False
+        entries = (history or {}).get("entry") or []
+        return bool(entries) and (entries[0].get("request") or {}).get("method") == "DELETE"
+
     def search(self, resource_type: str, params: dict[str, Any], *, limit: int) -> list[Resource]:
         """One page of a search (at most ``limit`` resources)."""
         return next(self._pages(resource_type, {**params, "_count": limit}), [])[:limit]
@@ -133,7 +183,9 @@ class FhirStore:
         as parsed: a patient's 100 full ImagingStudies converted to fhirpy resources and
         back cost more than the request itself)."""
         bundle = self._call(lambda: self.client.execute(resource_type, method="get", params=params))
+        pages = 0
         while bundle:
+            pages += 1
             yield [
                 e["resource"]
                 for e in bundle.get("entry") or []
@@ -145,7 +197,23 @@ class FhirStore:
             )
             if not following:
                 return
-            bundle = self._call(lambda u=following: self.client.execute(u, method="get"))
+            if pages >= self._max_pages:
+                raise FhirUnavailable(
+                    f"the FHIR server sent more than {self._max_pages} pages of {resource_type} "
+                    "(SIDECAR_FHIR_MAX_PAGES)"
+                )
+            url = self._rebased(str(following))
+            bundle = self._call(lambda u=url: self.client.execute(u, method="get"))
+
+    def _rebased(self, link: str) -> str:
+        """A ``next`` link as a URL under our base URL: its path must lie under the base
+        path; its scheme and host are replaced by ours (never trusted with credentials)."""
+        parts = urlsplit(link)
+        base_path = self._base.path.rstrip("/")
+        if parts.path.rstrip("/") != base_path and not parts.path.startswith(base_path + "/"):
+            raise FhirUnavailable("the FHIR server sent a paging link outside its base URL")
+        rest = parts.path[len(base_path) :].lstrip("/")
+        return f"{self.base_url}/{rest}".rstrip("/") + (f"?{parts.query}" if parts.query else "")
 
     def find_patients(self, token: str, *, limit: int = 2) -> list[Resource]:
         """Patients matching an ``identifier`` search token (already escaped, see qido)."""
@@ -219,19 +287,14 @@ class FhirStore:
         """Run one request; map failures to the use case's errors; retry where safe.
 
         Idempotent requests (GET, PUT) are retried after connect errors and 502/503/504;
-        a transaction (POST) never is: it may have been applied.
+        a transaction (POST) never is: it may have been applied. A 401 is tried once more
+        with a new token (it expired or was revoked), any request: it was not applied.
         """
-        for attempt in range(self._retries + 1):
-            try:
-                return action()
-            except (FhirHttpError, requests.RequestException, ValueError) as exc:
-                error = _translate(exc)
-                last = attempt == self._retries
-                if last or not idempotent or not _transient(exc):
-                    raise error from exc
-                log.info("FHIR request failed, retrying", extra={"reason": str(error)})
-                time.sleep(_RETRY_PAUSE_SECONDS * (attempt + 1))
-        raise AssertionError("unreachable")
+        policy = retry.transient("FHIR request", self._retries if idempotent else 0, _transient)
+        try:
+            return policy(renewing, self._auth, action, _unauthorized)
+        except (FhirHttpError, requests.RequestException, ValueError) as exc:
+            raise _translate(exc) from exc
 
 
 def _id_from_location(location: str) -> str | None:
@@ -240,6 +303,10 @@ def _id_from_location(location: str) -> str | None:
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
     return parts[-1] if len(parts) >= 2 else None
+
+
+def _unauthorized(exc: BaseException) -> bool:
+    return isinstance(exc, FhirHttpError) and exc.status == 401
 
 
 def _transient(exc: BaseException) -> bool:
@@ -253,7 +320,11 @@ def _translate(exc: BaseException) -> FetchError:
     if isinstance(exc, FhirHttpError):
         status = exc.status
         if status in (404, 410):
-            return FhirNotFound(f"the FHIR server has no such resource (HTTP {status})")
+            return FhirNotFound(
+                f"the FHIR server has no such resource (HTTP {status})", http_status=status
+            )
+        if 300 <= status < 400:
+            return FhirUnavailable(f"the FHIR server answered with a redirect (HTTP {status})")
         if status in (409, 412):
             return FhirConflict(f"a resource changed while it was being written (HTTP {status})")
         if status in (401, 403):
@@ -267,6 +338,10 @@ def _translate(exc: BaseException) -> FetchError:
         return FetchError(
             f"the FHIR server rejected the request (HTTP {status}): {exc.diagnostics()}",
             status=502,
+        )
+    if isinstance(exc, AnswerTooLarge):
+        return FhirUnavailable(
+            "the FHIR server's answer was larger than SIDECAR_FHIR_MAX_RESPONSE_BYTES"
         )
     if isinstance(exc, requests.Timeout):
         return FhirUnavailable("the FHIR server did not answer in time", status=504)

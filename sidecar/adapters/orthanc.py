@@ -21,7 +21,7 @@ from sidecar.adapters.dicomweb import timed
 from sidecar.adapters.http import pooled_session, requests_auth
 from sidecar.core.outcome import PacsUnavailable
 from sidecar.ports import Change
-from sidecar.settings import PacsSettings, QidoSettings
+from sidecar.settings import OrthancChangeLog, PacsSettings, QidoSettings
 
 #: Change types that may bring a new or grown study (NewInstance is covered by NewSeries
 #: and the Stable* that follows; Patient-level changes carry no study).
@@ -37,17 +37,22 @@ class OrthancChanges:
     def __init__(
         self,
         settings: PacsSettings,
+        log: OrthancChangeLog,
         qido: QidoSettings,
         *,
         session: requests.Session | None = None,
     ) -> None:
         self.name = settings.name
-        self.root = str(settings.orthanc_url).rstrip("/")
+        self.root = log.url
         self._timeout = (qido.connect_timeout_seconds, qido.timeout_seconds)
         self._session = session or pooled_session(
-            pool_size=2, retries=qido.retries, deadline=qido.timeout_seconds
+            pool_size=2,
+            retries=qido.retries,
+            deadline=qido.timeout_seconds,
+            max_bytes=qido.max_response_bytes,
         )
-        self._session.auth = requests_auth(settings.auth, timeout=qido.timeout_seconds)
+        self._auth = requests_auth(settings.auth, timeout=qido.timeout_seconds)
+        self._session.auth = self._auth
 
     def close(self) -> None:
         self._session.close()
@@ -60,7 +65,7 @@ class OrthancChanges:
             response.raise_for_status()
             return response.json()
 
-        return timed(self.name, "changes", call)
+        return timed(self.name, "changes", call, auth=self._auth)
 
     def _log(self, **params: Any) -> dict[str, Any]:
         """One answer of ``/changes``; a 404 (no change log at this URL: not Orthanc's REST

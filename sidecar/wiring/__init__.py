@@ -1,133 +1,24 @@
 """The composition root: the one place that reads the settings and builds the objects.
 
-    settings -> FHIR store, one PACS client per PACS -> the use case (FetchImaging)
-             -> the sync job (PatientSync) -> the queue (HueySyncQueue) -> the registrar
+- :mod:`sidecar.wiring.root`: ``build()`` (settings -> adapters -> use cases -> queue ->
+  registrar -> triggers, as :class:`~sidecar.services.Services`), ``web_app()``,
+  ``create_web_app()`` (gunicorn's entry: ``'sidecar.wiring:create_web_app()'``);
+- :mod:`sidecar.wiring.cli`: ``dicom-fhir``, every command in one parser;
+- :mod:`sidecar.wiring.server`: ``dicom-fhir serve`` (gunicorn, the embedded worker,
+  the registration thread).
 
-``build()`` returns them as :class:`~sidecar.services.Services`; the web app
-(:func:`create_web_app`), the worker and every CLI command start from it. Nothing else
-reads the environment or keeps a module-level client. Build after fork: each gunicorn
-worker and each worker process builds its own (connections and SQLite handles are not
-shared across processes).
+The root's names are reached through this package lazily (``wiring.build``), so the
+command line starts without importing every adapter: ``serve`` must choose prometheus's
+multiprocess mode before any metric module loads.
 """
 
 from __future__ import annotations
 
-from functools import partial
-from pathlib import Path
-
-from flask import Flask
-
-from sidecar.adapters.checkpoint import Checkpoint
-from sidecar.adapters.dicomweb import DicomwebPacs
-from sidecar.adapters.fhir_store import FhirStore
-from sidecar.adapters.orthanc import OrthancChanges
-from sidecar.entry.logs import configure_logging
-from sidecar.entry.web.app import create_app
-from sidecar.ports import Trigger
-from sidecar.services import Services
-from sidecar.settings import Settings, load_settings
-from sidecar.usecases.backfill import Backfill, BackfillOptions
-from sidecar.usecases.fetch_imaging import FetchImaging
-from subscription_handlers.adapters.queue import HueySyncQueue
-from subscription_handlers.entry import notify
-from subscription_handlers.usecases.patient_sync import PatientSync
-from subscription_handlers.usecases.registration import Registrar
-from subscription_handlers.usecases.triggers.catch_up import CatchUp
-from subscription_handlers.usecases.triggers.changes import ChangeLogFeed
-from subscription_handlers.usecases.triggers.recent import RecentStudies
-from subscription_handlers.usecases.triggers.resync import Resync
-from subscription_handlers.usecases.triggers.sweep import StoredStudySweep
+from importlib import import_module
+from typing import Any
 
 
-def build(settings: Settings | None = None) -> Services:
-    """Every service of one process, on ``settings`` (default: read them now)."""
-    settings = settings or load_settings()
-    fhir = FhirStore(settings.fhir)
-    pacs = {name: DicomwebPacs(p, settings.qido) for name, p in settings.pacs.items()}
-    fetch = FetchImaging(settings, fhir, pacs)
-    queue = HueySyncQueue(settings.sync, runner=PatientSync(fetch))
-    orthanc = {
-        name: OrthancChanges(p, settings.qido)
-        for name, p in settings.pacs.items()
-        if p.changes == "orthanc"
-    }
-    triggers = build_triggers(settings, fhir, pacs, orthanc, fetch, queue)
-    registrar = build_registrar(settings, fhir)
-    return Services(
-        settings,
-        fhir,
-        pacs,
-        fetch,
-        queue,
-        registrar,
-        triggers,
-        orthanc,
-        backfill=partial(backfill, fetch, settings.data_dir),
-    )
-
-
-def backfill(fetch: FetchImaging, data_dir: Path, options: BackfillOptions) -> Backfill:
-    """One backfill run with its checkpoint file under ``SIDECAR_DATA_DIR``."""
-    params = options.checkpoint_params()
-    path = Checkpoint.path_for(data_dir, options.pacs, params)
-    checkpoint = Checkpoint.load(path, params, restart=options.restart)
-    return Backfill(fetch, options, checkpoint=checkpoint)
-
-
-def build_triggers(
-    settings: Settings,
-    fhir: FhirStore,
-    pacs: dict[str, DicomwebPacs],
-    orthanc: dict[str, OrthancChanges],
-    fetch: FetchImaging,
-    queue: HueySyncQueue,
-) -> list[Trigger]:
-    """What makes FHIR follow the PACS (``subscription_handlers/usecases/triggers``)."""
-    sync = settings.sync
-    triggers: list[Trigger] = []
-    for name, p in settings.pacs.items():
-        if p.changes == "orthanc":
-            triggers.append(ChangeLogFeed(p, orthanc[name], pacs[name], fhir, queue))
-        elif p.changes == "qido":
-            triggers.append(RecentStudies(p, pacs[name], fhir, queue))
-        triggers.append(StoredStudySweep(p, pacs[name], fhir, queue, sync.sweep_seconds))
-    triggers.append(
-        CatchUp(
-            fetch,
-            fhir,
-            queue,
-            sync.catch_up_seconds,
-            sync.catch_up_lookback_seconds,
-            sync.catch_up_overlap_seconds,
-        )
-    )
-    triggers.append(Resync(fetch, fhir, queue, sync.resync_seconds))
-    return triggers
-
-
-def build_registrar(settings: Settings, fhir: FhirStore | None = None) -> Registrar:
-    """The Subscription/OperationDefinition registrar (the first notify secret is current)."""
-    notify_secret = settings.notify_secret[0].get_secret_value() if settings.notify_secret else None
-    return Registrar(settings.sync, fhir or FhirStore(settings.fhir), notify_secret)
-
-
-def require_caller_credentials(settings: Settings) -> None:
-    """The web app refuses to start without a way to authenticate its callers."""
-    if not (settings.relay_secret or settings.bearer_tokens or settings.allow_anonymous):
-        raise RuntimeError(
-            "no caller credential configured: set SIDECAR_RELAY_SECRET and/or "
-            "SIDECAR_BEARER_TOKENS (or SIDECAR_ALLOW_ANONYMOUS=true for a closed network)"
-        )
-
-
-def create_web_app(settings: Settings | None = None) -> Flask:
-    """The WSGI app for gunicorn: ``'sidecar.wiring:create_web_app()'``."""
-    settings = settings or load_settings()
-    require_caller_credentials(settings)
-    configure_logging(settings.log_level)
-    return web_app(build(settings))
-
-
-def web_app(services: Services) -> Flask:
-    """The Flask app on these services, with every blueprint (the sync's ``/notify`` too)."""
-    return create_app(services, blueprints=[notify.bp])
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(import_module("sidecar.wiring.root"), name)

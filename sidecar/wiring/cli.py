@@ -22,11 +22,9 @@ from subscription_handlers.entry.cli import add_parsers as add_sync_queue_parser
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every subcommand."""
-    from sidecar import wiring
-
     parser = argparse.ArgumentParser(prog="dicom-fhir", description="DICOM to FHIR R4 tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.set_defaults(build=wiring.build)
+    parser.set_defaults(build=_build)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_convert_parser(subparsers)
     add_sync_parser(subparsers)
@@ -34,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_queue_parsers(subparsers)  # worker, register, jobs
     add_check_parser(subparsers)
     return parser
+
+
+def _build() -> Any:
+    """The process's services (the root is imported only when a command needs it)."""
+    from sidecar.wiring.root import build
+
+    return build()
 
 
 def add_serve_parser(subparsers: Any) -> None:

@@ -187,7 +187,8 @@ def test_only_the_composition_root_builds_adapters():
     """FhirStore(...), DicomwebPacs(...), HueySyncQueue(...) and Registrar(...) are constructed
     in sidecar/wiring.py alone (tests and benchmarks aside)."""
     pattern = re.compile(
-        r"\b(FhirStore|DicomwebPacs|HueySyncQueue|Registrar|FetchImaging|OrthancChanges)\("
+        r"\b(FhirStore|DicomwebPacs|HueySyncQueue|Registrar|FetchImaging|OrthancChanges"
+        r"|Checkpoint\.load|Backfill)\("
     )
     builders = {
         name
@@ -197,7 +198,7 @@ def test_only_the_composition_root_builds_adapters():
             for line in path.read_text(encoding="utf-8").splitlines()
         )
     }
-    assert builders == {"sidecar.wiring"}
+    assert builders == {"sidecar.wiring.root"}
 
 
 #: Modules allowed to read the process environment: the settings loader, prometheus's
@@ -241,7 +242,7 @@ def test_no_settings_read_outside_the_root():
         if "from_env(" in path.read_text(encoding="utf-8")
         or (
             "load_settings(" in path.read_text(encoding="utf-8")
-            and name not in {"sidecar.settings", "sidecar.wiring", "sidecar.wiring.server"}
+            and name not in {"sidecar.settings", "sidecar.wiring.root", "sidecar.wiring.server"}
         )
     ]
     assert not offenders

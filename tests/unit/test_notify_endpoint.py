@@ -11,8 +11,8 @@ from sidecar import wiring
 from sidecar.entry.web.context import EXTENSION
 from tests.unit.services import build_services
 
-SECRET = "s3cret-value"
-RELAY = "relay-secret"
+SECRET = "s3cret-notify-value-0123"
+RELAY = "relay-secret-value-0123"
 FHIR = "application/fhir+json"
 
 

@@ -23,7 +23,6 @@ from werkzeug import Request, Response
 from sidecar import wiring
 from sidecar.core.fetch_request import FetchRequest
 from sidecar.core.outcome import PatientNotFound
-from sidecar.entry.web.app import create_app
 from sidecar.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,18 +69,17 @@ def configured(httpserver, tmp_path):
     fake = FakeFhir(httpserver)
     config = tmp_path / "sidecar.toml"
     config.write_text(
-        f'fhir_base_url = "{httpserver.url_for("/fhir")}"\n'
-        "fhir_timeout_seconds = 7\n"
-        'patient_identifiers = "urn:a"\n'
-        "registration_check_seconds = 0.2\n"
-        "subscription_activation_timeout_seconds = 2\n"
-        '[pacs.main]\nurl = "http://127.0.0.1:9/dicom-web"\n'
+        f'[fhir]\nbase_url = "{httpserver.url_for("/fhir")}"\n'
+        "timeout_seconds = 7\n"
+        "[sync]\nregistration_check_seconds = 0.2\n"
+        "activation_timeout_seconds = 2\n"
+        '[pacs.main]\nurl = "http://127.0.0.1:9/dicom-web"\npatient_identifiers = "urn:a"\n'
     )
     environ = {
         "SIDECAR_CONFIG": str(config),
         "SIDECAR_DATA_DIR": str(tmp_path / "data"),
-        "SIDECAR_RELAY_SECRET": "relay",
-        "SIDECAR_NOTIFY_SECRET": "notify",
+        "SIDECAR_RELAY_SECRET": "relay-secret-value-0123",
+        "SIDECAR_NOTIFY_SECRET": "notify-secret-value-0123",
     }
     services = wiring.build(load_settings(environ))
     yield fake, services, environ
@@ -129,7 +127,7 @@ def test_the_watchdog_reaches_the_configured_server(configured):
 
 def test_healthz_reaches_the_configured_server(configured):
     fake, services, _ = configured
-    body = create_app(services).test_client().get("/healthz").get_json()
+    body = wiring.web_app(services).test_client().get("/healthz").get_json()
     assert body["checks"]["fhir"]["status"] == "ok"
     assert ("GET", "/fhir/metadata") in fake.requests()
 

@@ -19,7 +19,7 @@ def test_defaults():
 def test_two_pacs_with_mappings_and_secrets_only_from_env(tmp_path):
     config = tmp_path / "sidecar.toml"
     config.write_text(
-        'fhir_base_url = "http://fhir/base/"\npage_size = 50\n'
+        '[fhir]\nbase_url = "http://fhir/base/"\n[qido]\npage_size = 50\n'
         '[pacs.second]\nurl = "http://pacs2/dicom-web"\ntimezone = "Europe/Paris"\n'
     )
     s = load_settings(
@@ -35,7 +35,7 @@ def test_two_pacs_with_mappings_and_secrets_only_from_env(tmp_path):
             "SIDECAR_FHIR_TOKEN_URL": "http://idp/token",
             "SIDECAR_FHIR_CLIENT_ID": "c",
             "SIDECAR_FHIR_CLIENT_SECRET": "cl1ent-s3cret",
-            "SIDECAR_BEARER_TOKENS": "t1, t2",
+            "SIDECAR_BEARER_TOKENS": "token-one-0123456789, token-two-0123456789",
         }
     )
     assert s.fhir.base_url == "http://fhir/base" and s.qido.page_size == 50
@@ -48,7 +48,8 @@ def test_two_pacs_with_mappings_and_secrets_only_from_env(tmp_path):
     assert second.patient_identifiers == (IdentifierMapping("urn:b", "HOSP-B"),)
     assert second.timezone == "Europe/Paris" and second.url == "http://pacs2/dicom-web"
     assert (
-        [t.get_secret_value() for t in s.bearer_tokens] == ["t1", "t2"]
+        [t.get_secret_value() for t in s.bearer_tokens]
+        == ["token-one-0123456789", "token-two-0123456789"]
         and "cl1ent-s3cret" not in repr(s)
         and "pacs-pa55" not in repr(s)
     )
@@ -73,24 +74,25 @@ def test_bad_settings(env):
 
 def test_secrets_are_refused_in_the_file(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text('[pacs.main]\npassword = "x"\n')
+    config.write_text('[pacs.main.auth]\npassword = "x"\n')
     with pytest.raises(SettingsError, match="secrets"):
         load_settings({"SIDECAR_CONFIG": str(config)})
 
 
-SETTINGS = load_settings({"SIDECAR_RELAY_SECRET": "s3cret", "SIDECAR_BEARER_TOKENS": "tok"})
+SECRET, TOKEN = "s3cret-relay-0123456789", "tok-bearer-0123456789"
+SETTINGS = load_settings({"SIDECAR_RELAY_SECRET": SECRET, "SIDECAR_BEARER_TOKENS": TOKEN})
 ACCEPTED = AcceptedCredentials.of(SETTINGS.relay_secret, SETTINGS.bearer_tokens)
 
 
 @pytest.mark.parametrize(
     ("headers", "error"),
     [
-        ({"X-Sidecar-Secret": "s3cret"}, None),
-        ({"Authorization": "Bearer tok"}, None),
-        ({"Authorization": "bearer tok"}, None),
+        ({"X-Sidecar-Secret": SECRET}, None),
+        ({"Authorization": f"Bearer {TOKEN}"}, None),
+        ({"Authorization": f"bearer {TOKEN}"}, None),
         ({}, Unauthorized),
         ({"X-Sidecar-Secret": "wrong"}, Forbidden),
-        ({"Authorization": "Bearer s3cret"}, Forbidden),  # the secret is not a bearer token
+        ({"Authorization": f"Bearer {SECRET}"}, Forbidden),  # the secret is not a bearer token
         ({"Authorization": "Basic dXNlcjpwdw=="}, Forbidden),
     ],
 )
@@ -103,22 +105,22 @@ def test_caller_auth(headers, error):
 
 
 def test_every_setting_is_documented_and_every_documented_name_exists():
+    import re
     from pathlib import Path
 
-    from sidecar import settings_names as names
+    from sidecar import settings as s
 
     root = Path(__file__).resolve().parents[2]
     docs = (root / "docs" / "configuration.md").read_text() + (
         root / "docs" / "sync.md"
     ).read_text()
-    for name in [*names.NAMES, names.PACS_LIST, names.DEFAULT_IDENTIFIERS, *names.DEPRECATED]:
+    for name in [*s.FIXED_NAMES, s.PACS_LIST, s.DEFAULT_IDENTIFIERS, *s.DEPRECATED, s.CONFIG]:
         assert f"SIDECAR_{name}" in docs, name
-    for suffix in names.PACS_NAMES:
+    for suffix in s.PACS_FIELD_NAMES:
         assert f"_{suffix}" in docs, suffix
-    known = {f"SIDECAR_{n}" for n in [*names.NAMES, *names.DEPRECATED, names.CONFIG]}
+    known = {f"SIDECAR_{n}" for n in [*s.FIXED_NAMES, *s.DEPRECATED, s.CONFIG]}
     known |= {"SIDECAR_PACS", "SIDECAR_PATIENT_IDENTIFIERS"}
-    import re
-
+    known |= {f"{n}_FILE" for n in known}
     mentioned = set(re.findall(r"SIDECAR_[A-Z_]+[A-Z]", docs))
     per_pacs = {
         m for m in mentioned if m.startswith(("SIDECAR_PACS_MAIN_", "SIDECAR_PACS_SECOND_"))
@@ -129,8 +131,8 @@ def test_every_setting_is_documented_and_every_documented_name_exists():
 
 def test_a_typo_in_the_file_and_a_secret_in_the_file_are_refused(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text('fhir_base_ulr = "http://x/fhir"\n')
-    with pytest.raises(SettingsError, match="unknown setting"):
+    config.write_text('[fhir]\nbase_ulr = "http://x/fhir"\n')
+    with pytest.raises(SettingsError, match="unknown setting 'fhir.base_ulr'"):
         load_settings({"SIDECAR_CONFIG": str(config)})
     config.write_text('relay_secret = "x"\n')
     with pytest.raises(SettingsError, match="secrets"):
@@ -139,9 +141,15 @@ def test_a_typo_in_the_file_and_a_secret_in_the_file_are_refused(tmp_path):
 
 def test_the_notify_and_relay_secrets_must_differ_and_the_old_name_still_reads():
     with pytest.raises(SettingsError, match="differ"):
-        load_settings({"SIDECAR_RELAY_SECRET": "a", "SIDECAR_NOTIFY_SECRET": "b,a"})
-    s = load_settings({"SIDECAR_SHARED_SECRET": "old"})
-    assert [v.get_secret_value() for v in s.relay_secret] == ["old"] and not s.notify_secret
+        load_settings(
+            {
+                "SIDECAR_RELAY_SECRET": "relay-secret-0123456789",
+                "SIDECAR_NOTIFY_SECRET": "notify-secret-0123456789,relay-secret-0123456789",
+            }
+        )
+    s = load_settings({"SIDECAR_SHARED_SECRET": "old-shared-secret-0123"})
+    assert [v.get_secret_value() for v in s.relay_secret] == ["old-shared-secret-0123"]
+    assert not s.notify_secret
 
 
 def test_the_error_names_the_variable():
@@ -171,8 +179,20 @@ def test_the_error_names_the_variable():
         ({"SIDECAR_PATIENT_IDENTIFIERS": "sys|A*"}, "SIDECAR_PACS_MAIN_PATIENT_IDENTIFIERS"),
         ({"SIDECAR_PACS_TIMEOUT_SECONDS": "inf"}, "SIDECAR_PACS_TIMEOUT_SECONDS"),
         ({"SIDECAR_PACS": " , "}, "SIDECAR_PACS"),
-        ({"SIDECAR_RELAY_SECRET": "a", "SIDECAR_NOTIFY_SECRET": "a"}, "SIDECAR_NOTIFY_SECRET"),
-        ({"SIDECAR_SHARED_SECRET": "a", "SIDECAR_NOTIFY_SECRET": "a"}, "SIDECAR_SHARED_SECRET"),
+        (
+            {
+                "SIDECAR_RELAY_SECRET": "relay-secret-0123456789",
+                "SIDECAR_NOTIFY_SECRET": "relay-secret-0123456789",
+            },
+            "SIDECAR_NOTIFY_SECRET",
+        ),
+        (
+            {
+                "SIDECAR_SHARED_SECRET": "relay-secret-0123456789",
+                "SIDECAR_NOTIFY_SECRET": "relay-secret-0123456789",
+            },
+            "SIDECAR_NOTIFY_SECRET",
+        ),
     ],
 )
 def test_a_bad_value_stops_the_start_naming_its_variable(env, name):
@@ -184,9 +204,81 @@ def test_a_bad_value_stops_the_start_naming_its_variable(env, name):
 
 def test_a_boolean_is_no_count_and_a_pacs_table_must_be_listed(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text("page_size = true\n")
+    config.write_text("[qido]\npage_size = true\n")
     with pytest.raises(SettingsError, match="SIDECAR_PAGE_SIZE"):
         load_settings({"SIDECAR_CONFIG": str(config)})
     config.write_text('[pacs.mian]\nurl = "http://x:1/dicom-web"\n')
     with pytest.raises(SettingsError, match=r"\[pacs.mian\]"):
         load_settings({"SIDECAR_CONFIG": str(config), "SIDECAR_PACS": "main"})
+
+
+# -- issue 17: own sources, unknown names stop the start, a file for every secret ----------------
+
+
+def test_an_unknown_sidecar_variable_stops_the_start_naming_it():
+    with pytest.raises(SettingsError, match="^SIDECAR_PACS_MAIN_TIMEZONEE: unknown"):
+        load_settings({"SIDECAR_PACS_MAIN_TIMEZONEE": "UTC"})
+    with pytest.raises(SettingsError, match="^SIDECAR_PACS_THIRD_URL: unknown"):
+        load_settings({"SIDECAR_PACS_THIRD_URL": "http://p/dw"})  # not in SIDECAR_PACS
+
+
+def test_every_secret_may_come_from_a_file(tmp_path):
+    relay = tmp_path / "relay"
+    relay.write_text("relay-secret-0123456789\n")
+    password = tmp_path / "pw"
+    password.write_text("pacs-pa55")
+    s = load_settings(
+        {
+            "SIDECAR_RELAY_SECRET_FILE": str(relay),
+            "SIDECAR_PACS_MAIN_USERNAME": "orthanc",
+            "SIDECAR_PACS_MAIN_PASSWORD_FILE": str(password),
+        }
+    )
+    assert [v.get_secret_value() for v in s.relay_secret] == ["relay-secret-0123456789"]
+    assert s.pacs["main"].auth.password.get_secret_value() == "pacs-pa55"
+    with pytest.raises(SettingsError, match="set one of them"):
+        load_settings(
+            {
+                "SIDECAR_RELAY_SECRET": "relay-secret-0123456789",
+                "SIDECAR_RELAY_SECRET_FILE": str(relay),
+            }
+        )
+    with pytest.raises(SettingsError, match="^SIDECAR_NOTIFY_SECRET_FILE: cannot read"):
+        load_settings({"SIDECAR_NOTIFY_SECRET_FILE": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="unknown"):  # not a secret: no _FILE form
+        load_settings({"SIDECAR_FHIR_BASE_URL_FILE": str(relay)})
+
+
+@pytest.mark.parametrize("value", ["a", "short-secret", "change-me-change-me-123", "x" * 15])
+def test_a_short_or_placeholder_secret_is_refused(value):
+    with pytest.raises(SettingsError, match="^SIDECAR_RELAY_SECRET"):
+        load_settings({"SIDECAR_RELAY_SECRET": value})
+
+
+def test_the_notify_secret_may_not_be_a_bearer_token():
+    with pytest.raises(SettingsError, match="SIDECAR_NOTIFY_SECRET must differ"):
+        load_settings(
+            {
+                "SIDECAR_NOTIFY_SECRET": "notify-secret-0123456789",
+                "SIDECAR_BEARER_TOKENS": "notify-secret-0123456789",
+            }
+        )
+
+
+def test_the_change_feed_is_chosen_by_a_typed_setting():
+    from sidecar.settings import NoChangeFeed, OrthancChangeLog, QidoPoll
+
+    assert isinstance(load_settings({}).pacs["main"].changes, QidoPoll)
+    orthanc = (
+        load_settings(
+            {"SIDECAR_PACS_MAIN_CHANGES": "orthanc", "SIDECAR_PACS_MAIN_ORTHANC_URL": "http://o:1/"}
+        )
+        .pacs["main"]
+        .changes
+    )
+    assert isinstance(orthanc, OrthancChangeLog) and orthanc.url == "http://o:1"
+    assert isinstance(
+        load_settings({"SIDECAR_PACS_MAIN_CHANGES": "none"}).pacs["main"].changes, NoChangeFeed
+    )
+    with pytest.raises(SettingsError, match="^SIDECAR_PACS_MAIN_ORTHANC_URL"):
+        load_settings({"SIDECAR_PACS_MAIN_CHANGES": "orthanc"})

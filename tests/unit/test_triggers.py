@@ -19,7 +19,7 @@ import pytest
 from sidecar.adapters.dicomweb import DicomwebPacs
 from sidecar.adapters.orthanc import OrthancChanges
 from sidecar.core.outcome import PacsUnavailable
-from sidecar.settings import load_settings
+from sidecar.settings import OrthancChangeLog, load_settings
 from sidecar.usecases.health import trigger_report
 from subscription_handlers.adapters.coordination import Lease, LeaseLost, SqliteTriggerStore
 from subscription_handlers.adapters.queue import HueySyncQueue, owner_is_dead
@@ -344,10 +344,10 @@ class FakeOrthanc:
 
 def _feed_at(world, path: str) -> ChangeLogFeed:
     settings, queue, client, pacs_server, fhir = world
-    pacs = settings.pacs["main"].model_copy(
-        update={"orthanc_url": pacs_server.server.url_for(path)}
-    )
-    return ChangeLogFeed(pacs, OrthancChanges(pacs, settings.qido), client, fhir, queue)
+    pacs = settings.pacs["main"]
+    log = OrthancChangeLog(url=pacs_server.server.url_for(path))
+    changes = OrthancChanges(pacs, log, settings.qido)
+    return ChangeLogFeed(pacs, log.poll_seconds, changes, client, fhir, queue)
 
 
 def test_new_studies_in_the_change_log_submit_their_patients_and_move_the_cursor(world):
@@ -452,7 +452,9 @@ def test_recent_studies_submit_new_and_grown_studies_once(world):
     today = datetime.now(UTC).strftime("%Y%m%d")
     row = study_row("A1", "1.1", date=today) | {"00201208": {"vr": "IS", "Value": [1]}}
     pacs_server.studies = [row]
-    recent = RecentStudies(settings.pacs["main"], client, fhir, queue)
+    recent = RecentStudies(
+        settings.pacs["main"], settings.pacs["main"].changes, client, fhir, queue
+    )
     assert step(recent, queue).enqueued == 1
     queue.ledger.clear()
     assert step(recent, queue).enqueued == 0  # nothing new
@@ -463,7 +465,10 @@ def test_recent_studies_submit_new_and_grown_studies_once(world):
 def _recent(world, *rows):
     settings, queue, client, pacs_server, fhir = world
     pacs_server.studies = list(rows)
-    return step(RecentStudies(settings.pacs["main"], client, fhir, queue), queue)
+    return step(
+        RecentStudies(settings.pacs["main"], settings.pacs["main"].changes, client, fhir, queue),
+        queue,
+    )
 
 
 def _today_row(pid: str, uid: str, issuer: str | None = None) -> dict:

@@ -10,6 +10,8 @@ from sidecar.settings import load_settings
 from sidecar.usecases.fetch_imaging import FetchResult
 from tests.unit.services import build_services
 
+RELAY, NOTIFY = "relay-secret-value-0123", "notify-secret-value-0123"
+
 
 class StubFetch:
     def __init__(self):
@@ -26,12 +28,12 @@ class StubFetch:
 @pytest.fixture
 def app_and_fetch(tmp_path):
     fetch = StubFetch()
-    services = build_services(tmp_path, RELAY_SECRET="s", NOTIFY_SECRET="n")
+    services = build_services(tmp_path, RELAY_SECRET=RELAY, NOTIFY_SECRET=NOTIFY)
     yield wiring.web_app(replace(services, fetch=fetch)).test_client(), fetch
     services.close()
 
 
-AUTH = {"X-Sidecar-Secret": "s"}
+AUTH = {"X-Sidecar-Secret": RELAY}
 
 
 def test_instance_level_get(app_and_fetch):
@@ -58,7 +60,7 @@ def test_type_level_post_parameters(app_and_fetch):
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), ({"X-Sidecar-Secret": "x"}, 403), ({"X-Sidecar-Secret": "n"}, 403)],
+    [({}, 401), ({"X-Sidecar-Secret": "x"}, 403), ({"X-Sidecar-Secret": NOTIFY}, 403)],
 )
 def test_auth_errors_are_operation_outcomes(app_and_fetch, headers, status):
     """The notify secret (stored in the Subscription) never authorizes $fetch-imaging."""
@@ -133,7 +135,7 @@ def test_deep_large_and_undecodable_bodies(app_and_fetch):
     r = client.post("/fhir/Patient/p1/$fetch-imaging", data=b"\xff\xfe{", headers=headers)
     assert r.status_code == 400
     huge = b"x" * (3 * 1024 * 1024)
-    notify = {"X-Sidecar-Secret": "n", "Content-Type": "application/fhir+json"}
+    notify = {"X-Sidecar-Secret": NOTIFY, "Content-Type": "application/fhir+json"}
     r = client.put("/notify/Patient/p1", data=huge, headers=notify)
     assert r.status_code == 413 and r.json["resourceType"] == "OperationOutcome"
     assert not fetch.requests
@@ -161,7 +163,7 @@ def test_livez_and_metrics(app_and_fetch):
 
 
 def test_trigger_state_reaches_metrics_and_healthz(tmp_path):
-    services = build_services(tmp_path, RELAY_SECRET="s", NOTIFY_SECRET="n")
+    services = build_services(tmp_path, RELAY_SECRET=RELAY, NOTIFY_SECRET=NOTIFY)
     store = services.queue.triggers
     store.update_status(
         "changes:main",

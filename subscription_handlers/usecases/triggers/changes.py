@@ -24,13 +24,14 @@ class ChangeLogFeed:
     def __init__(
         self,
         pacs: PacsSettings,
+        interval: float,
         changes: ChangeLog,
         client: Pacs,
         fhir: FhirServer,
         queue: SyncQueue,
     ) -> None:
         self.name = f"changes:{pacs.name}"
-        self.interval = pacs.poll_seconds
+        self.interval = interval
         self.pacs = pacs
         self.changes = changes
         self.client = client

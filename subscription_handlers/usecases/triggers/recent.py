@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 from sidecar.core import qido
 from sidecar.ports import FhirServer, Pacs, StepReport, SyncQueue, TriggerLease
-from sidecar.settings import PacsSettings
+from sidecar.settings import PacsSettings, QidoPoll
 from sidecar.usecases.patients import patients_of
 
 FIELDS = (qido.ISSUER_OF_PATIENT_ID, "00201206", "00201208", qido.MODALITIES_IN_STUDY)
@@ -22,10 +22,11 @@ FIELDS = (qido.ISSUER_OF_PATIENT_ID, "00201206", "00201208", qido.MODALITIES_IN_
 
 class RecentStudies:
     def __init__(
-        self, pacs: PacsSettings, client: Pacs, fhir: FhirServer, queue: SyncQueue
+        self, pacs: PacsSettings, poll: QidoPoll, client: Pacs, fhir: FhirServer, queue: SyncQueue
     ) -> None:
         self.name = f"recent:{pacs.name}"
-        self.interval = pacs.poll_seconds
+        self.interval = poll.poll_seconds
+        self.days = poll.recent_days
         self.pacs = pacs
         self.client = client
         self.fhir = fhir
@@ -33,7 +34,7 @@ class RecentStudies:
         self.seen: dict[str, tuple[object, ...]] = {}
 
     def step(self, lease: TriggerLease) -> StepReport:
-        since = date.today() - timedelta(days=self.pacs.recent_days - 1)
+        since = date.today() - timedelta(days=self.days - 1)
         filters = [(qido.STUDY_DATE, qido.dicom_date_range(since, None) or "")]
         now: dict[str, tuple[object, ...]] = {}
         news = []
