@@ -225,6 +225,7 @@ sidecar_env() { # the settings a sidecar (or a test) needs to talk to this stack
     local up="${n^^}" port; port="$(pacs_port "$n")"
     echo "export SIDECAR_PACS_${up}_URL=http://127.0.0.1:$port/dicom-web"
     echo "export SIDECAR_PACS_${up}_CHANGES=orthanc"  # the new-study feed: Orthanc's change log
+    echo "export SIDECAR_PACS_${up}_ORTHANC_URL=http://127.0.0.1:$port"
     echo "export SIDECAR_PACS_${up}_USERNAME=$ORTHANC_USERNAME"
     echo "export SIDECAR_PACS_${up}_PASSWORD=$ORTHANC_PASSWORD"
   done

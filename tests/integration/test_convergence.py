@@ -35,6 +35,7 @@ TRIGGERS = {
     "SIDECAR_TRIGGERS": "true",
     "SIDECAR_PACS_MAIN_CHANGES": "orthanc",
     "SIDECAR_PACS_SECOND_CHANGES": "none",
+    "SIDECAR_PACS_SECOND_ORTHANC_URL": "",  # (empty: not set) only with CHANGES=orthanc
     "SIDECAR_PACS_MAIN_POLL_SECONDS": "2",
     "SIDECAR_SWEEP_SECONDS": "5",
     "SIDECAR_CATCH_UP_SECONDS": "5",
