@@ -335,10 +335,9 @@ def _translate(exc: BaseException) -> FetchError:
             return FhirUnavailable("the FHIR server timed out (HTTP 504)", status=504)
         if status >= 500:
             return FhirUnavailable(f"the FHIR server failed (HTTP {status})")
-        return FetchError(
-            f"the FHIR server rejected the request (HTTP {status}): {exc.diagnostics()}",
-            status=502,
-        )
+        # the server's own diagnostics may quote the request (an identifier value): they
+        # stay on FhirHttpError.outcome, not in a message that is logged and stored
+        return FetchError(f"the FHIR server rejected the request (HTTP {status})", status=502)
     if isinstance(exc, AnswerTooLarge):
         return FhirUnavailable(
             "the FHIR server's answer was larger than SIDECAR_FHIR_MAX_RESPONSE_BYTES"

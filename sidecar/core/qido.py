@@ -71,7 +71,8 @@ INSTANCE_FIELDS = (
 
 
 class RefusedValue(ValueError):
-    """A value that cannot be sent to a PACS without risking other patients' studies."""
+    """A value that cannot be sent to a PACS without risking other patients' studies. The
+    message says why, never the value itself (it may be an MRN: it reaches logs)."""
 
 
 def check_match_value(value: str | None, *, what: str = "identifier") -> str:
@@ -86,7 +87,7 @@ def check_match_value(value: str | None, *, what: str = "identifier") -> str:
     for char, meaning in _MATCHING_SYNTAX.items():
         if char in text:
             raise RefusedValue(
-                f"{what} {text!r} contains {char!r}, which a PACS reads as {meaning} matching"
+                f"{what} contains {char!r}, which a PACS reads as {meaning} matching"
             )
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         raise RefusedValue(f"{what} contains control characters")
@@ -94,8 +95,7 @@ def check_match_value(value: str | None, *, what: str = "identifier") -> str:
         raise RefusedValue(f"{what} is longer than {MAX_LO_LENGTH} characters (DICOM LO)")
     if not any(_UNRESERVED.fullmatch(c) for c in text):
         raise RefusedValue(
-            f"{what} {text!r} has no character that can be sent literally; it cannot be "
-            "matched selectively"
+            f"{what} has no character that can be sent literally; it cannot be matched selectively"
         )
     return text
 

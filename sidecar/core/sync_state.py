@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from sidecar.core.redaction import redact
+
 # request() decisions
 QUEUED = "queued"  # the caller must enqueue a message for the patient
 COALESCED = "coalesced"  # a queued or running job will cover this notification
@@ -223,7 +225,7 @@ def succeed(
         synced_fp=fingerprint,
         synced_at=now,
         outcome=outcome,
-        detail=(detail or None) and detail[:MAX_ERROR_CHARS],
+        detail=(detail or None) and redact(detail)[:MAX_ERROR_CHARS],
         last_latency=latency,
         pending_since=None,
         # a refresh asked for while this run went on is still owed; one before it is done
@@ -252,7 +254,11 @@ def fail(
         return state, None
     attempts = state.attempts + 1
     base = replace(
-        state, lease=None, lease_until=None, attempts=attempts, last_error=error[:MAX_ERROR_CHARS]
+        state,
+        lease=None,
+        lease_until=None,
+        attempts=attempts,
+        last_error=redact(error)[:MAX_ERROR_CHARS],
     )
     if retriable and attempts < max_attempts:
         delay = delay_for(attempts)

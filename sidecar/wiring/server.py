@@ -168,6 +168,17 @@ def serve(
         "graceful_timeout": 30,
         "keepalive": 5,
         "accesslog": None,
+        # gunicorn's own messages as our JSON lines, redacted like ours (a request line
+        # carries its query string: an identifier search)
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "sidecar.entry.logs.JsonFormatter"}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+            "loggers": {
+                "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}
+            },
+        },
         "when_ready": when_ready,
         "on_exit": on_exit,
         "child_exit": child_exit,

@@ -57,7 +57,7 @@ def _run(patient_id: str | None) -> Response:
     except FetchError as exc:
         log.info(
             "fetch refused",
-            extra={"patient_id": patient_id, "status": exc.status, "reason": exc.diagnostics},
+            extra={"patient_id": patient_id, "status": exc.status, "code": exc.code},
         )
         response = fhir_response(exc.outcome(), exc.status)
         if exc.status == 401:
