@@ -130,6 +130,11 @@ class FhirServer(Protocol):
 
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]: ...
 
+    def was_deleted(self, resource_type: str, resource_id: str) -> bool:
+        """Whether the server says the resource was deleted (410, or a DELETE in its
+        history); a plain 404 is no proof."""
+        ...
+
     def find_patients(self, token: str, *, limit: int = 2) -> list[Resource]:
         """Patients matching an ``identifier`` search token (escaped: core.fhir_values)."""
         ...

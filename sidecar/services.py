@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sidecar.ports import ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
 from sidecar.settings import Settings
@@ -30,6 +31,8 @@ class Services:
     orthanc: dict[str, ChangeLog] = field(default_factory=dict)
     #: ``backfill(BackfillOptions) -> Backfill``: one run over one PACS, with its checkpoint
     backfill: Callable[[BackfillOptions], Backfill] | None = None
+    #: /healthz's report, probed at most every few seconds (sidecar/usecases/health.py)
+    health: Callable[[], dict[str, Any]] = lambda: {"status": "ok"}  # noqa: E731
 
     def close(self) -> None:
         for feed in self.orthanc.values():

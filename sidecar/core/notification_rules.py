@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.core.fhir_values import is_fhir_id
+from sidecar.core.outcome import BadRequest
+from sidecar.core.parameters_body import parse_json_body
+
+#: How deep a Patient's JSON may nest (extensions in extensions: about 8 in practice).
+MAX_PATIENT_DEPTH = 32
 
 MAX_PAYLOAD_BYTES = 1_000_000
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -58,10 +63,10 @@ def parse_patient_payload(patient_id: str, body: bytes, content_type: str | None
         raise InvalidNotification("empty body: the Subscription must carry the resource")
     if len(body) > MAX_PAYLOAD_BYTES:
         raise InvalidNotification("payload too large", status=413)
-    try:
-        resource = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidNotification("the body is not valid JSON") from None
+    try:  # bounded depth: a deeply nested body is a 400, not a RecursionError (500)
+        resource = parse_json_body(body, max_depth=MAX_PATIENT_DEPTH)
+    except BadRequest as exc:
+        raise InvalidNotification(exc.diagnostics) from None
     if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
         kind = resource.get("resourceType") if isinstance(resource, dict) else type(resource)
         raise InvalidNotification(f"expected a Patient resource, got {kind!r}")

@@ -43,26 +43,27 @@ ACCEPTED: dict[str, frozenset[str]] = {
 }
 
 
-def parse_json_body(raw: bytes) -> Any:
+def parse_json_body(raw: bytes, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON of a request body, or 400 (not JSON, not UTF-8, nested too deeply)."""
+    too_deep = f"the request body is nested deeper than {max_depth} levels"
     try:
         body = json.loads(raw)
     except RecursionError:
-        raise BadRequest(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
+        raise BadRequest(too_deep) from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the request body is not JSON") from None
-    if _depth(body) > MAX_DEPTH:
-        raise BadRequest(f"the request body is nested deeper than {MAX_DEPTH} levels")
+    if _depth(body, 0, max_depth) > max_depth:
+        raise BadRequest(too_deep)
     return body
 
 
-def _depth(value: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
+def _depth(value: Any, level: int, max_depth: int) -> int:
+    if level > max_depth:
         return level
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+        return max((_depth(v, level + 1, max_depth) for v in value.values()), default=level + 1)
     if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
+        return max((_depth(v, level + 1, max_depth) for v in value), default=level + 1)
     return level
 
 

@@ -36,6 +36,11 @@ MAX_ERROR_CHARS = 500
 #: More studies to re-read than this and the owed sync re-reads every study instead.
 MAX_REFRESH_STUDIES = 200
 CONFLICT = "conflict"  # the outcome of a sync refused because two Patients claim one patient
+#: the outcome of a sync of a Patient the FHIR server never had (or no longer knows)
+MISSING = "missing"
+#: what a transition returns to drop a patient's record altogether (nothing owed, nothing
+#: worth keeping: a Patient that does not exist must not grow the ledger)
+FORGOTTEN: Any = object()
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,8 @@ def succeed(
         new = replace(new, pending_since=state.started_at or now)
         if not new.queued:
             return replace(new, queued=True, queued_at=now), True
+    elif outcome == MISSING and not new.queued:
+        return FORGOTTEN, False
     return new, False
 
 

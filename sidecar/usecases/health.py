@@ -3,6 +3,7 @@ parallel; shared by ``/healthz`` and ``dicom-fhir check``."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -80,3 +81,43 @@ def sync_report(registrar: Registration, queue: SyncQueue) -> dict[str, Any]:
     if reasons:
         report["reason"] = "; ".join(reasons)
     return report
+
+
+class HealthReport:
+    """``/healthz``'s answer, computed at most once per ``ttl`` seconds per process: a probe
+    costs a FHIR request, a Subscription read and a QIDO per PACS, and the endpoint needs
+    no credentials, so callers share one probe (the others wait for it, then read it)."""
+
+    def __init__(
+        self,
+        fhir: FhirServer,
+        pacs: Mapping[str, Pacs],
+        registrar: Registration,
+        queue: SyncQueue,
+        *,
+        ttl: float = 5.0,
+    ) -> None:
+        self._probe = lambda: _report(fhir, pacs, registrar, queue)
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: tuple[float, dict[str, Any]] | None = None
+        self.probes = 0  # how many probes ran (tests, /metrics)
+
+    def __call__(self) -> dict[str, Any]:
+        with self._lock:  # one probe at a time; waiting callers get its answer
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self._ttl:
+                self.probes += 1
+                self._cached = (time.monotonic(), self._probe())
+            return self._cached[1]
+
+
+def _report(
+    fhir: FhirServer, pacs: Mapping[str, Pacs], registrar: Registration, queue: SyncQueue
+) -> dict[str, Any]:
+    """``{"status": ok|degraded|down, "checks": {...}, "sync": {...}}``."""
+    results = connectivity(fhir, pacs)
+    healthy = all(r["status"] == "ok" for r in results.values())
+    sync = sync_report(registrar, queue)
+    status = "down" if not healthy else "ok" if sync.get("status") == "ok" else "degraded"
+    return {"status": status, "checks": results, "sync": sync}

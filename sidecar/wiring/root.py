@@ -28,6 +28,7 @@ from sidecar.services import Services
 from sidecar.settings import OrthancChangeLog, QidoPoll, Settings, load_settings
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
+from sidecar.usecases.health import HealthReport
 from subscription_handlers.adapters.queue import HueySyncQueue
 from subscription_handlers.entry import notify
 from subscription_handlers.usecases.patient_sync import PatientSync
@@ -63,6 +64,7 @@ def build(settings: Settings | None = None) -> Services:
         triggers,
         orthanc,
         backfill=partial(backfill, fetch, settings.data_dir),
+        health=HealthReport(fhir, pacs, registrar, queue),
     )
 
 

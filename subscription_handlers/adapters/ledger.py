@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sidecar.core.sync_state import PatientSyncState
+from sidecar.core.sync_state import FORGOTTEN, PatientSyncState
 from subscription_handlers.adapters.sqlite_file import SqliteFile
 
 T = TypeVar("T")
@@ -70,7 +70,9 @@ class SqliteLedger(SqliteFile):
             ).fetchone()
             current = PatientSyncState.from_dict(json.loads(row[0])) if row else None
             new, result = transition(current)
-            if new is not None and new != current:
+            if new is FORGOTTEN:
+                conn.execute("delete from sidecar_sync where patient_id = ?", (patient_id,))
+            elif new is not None and new != current:
                 flags = [int(test(new)) for test in _INDEXES.values()]
                 columns = ", ".join(_INDEXES)
                 updates = ", ".join(f"{c} = excluded.{c}" for c in ("data", "dead_at", *_INDEXES))
@@ -136,7 +138,11 @@ class RedisLedger:
                     current = PatientSyncState.from_dict(json.loads(raw)) if raw else None
                     new, result = transition(current)
                     pipe.multi()
-                    if new is not None and new != current:
+                    if new is FORGOTTEN:
+                        pipe.delete(key)
+                        for name in _INDEXES:
+                            pipe.zrem(self._index_key(name), patient_id)
+                    elif new is not None and new != current:
                         pipe.set(key, json.dumps(new.to_dict()))
                         for name, test in _INDEXES.items():
                             index_key = self._index_key(name)

@@ -16,7 +16,7 @@ from typing import Any
 from sidecar.core.fetch_request import FetchRequest
 from sidecar.core.notification_rules import DELETED_FINGERPRINT, relevant_fingerprint, rule_for
 from sidecar.core.outcome import DuplicatePatient, FetchError, NotMappable, PatientNotFound
-from sidecar.core.sync_state import SyncFailed, SyncOutcome
+from sidecar.core.sync_state import MISSING, SyncFailed, SyncOutcome
 from sidecar.usecases.fetch_imaging import FetchImaging
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class PatientSync:
         try:
             patient = self.fetch.fhir.read_patient(patient_id)
         except PatientNotFound:
-            return self._deleted(patient_id)
+            return self._gone(patient_id)
         except FetchError as exc:
             raise _failure(exc) from exc
 
@@ -73,7 +73,7 @@ class PatientSync:
             )
             result = self.fetch(request)
         except PatientNotFound:
-            return self._deleted(patient_id)
+            return self._gone(patient_id)
         except NotMappable as exc:
             return SyncOutcome("no-identifier", fingerprint, detail=exc.diagnostics)
         except DuplicatePatient as exc:
@@ -85,6 +85,19 @@ class PatientSync:
         # the use case re-read the Patient: record what it actually acted on
         fingerprint = fingerprint_for(self.fetch, result.patient)
         return SyncOutcome("synced", fingerprint, studies=len(result.studies))
+
+    def _gone(self, patient_id: str) -> SyncOutcome:
+        """A read found no Patient. Its ImagingStudies are deleted only when the server says
+        it was deleted (410 Gone, or a DELETE in its history): a single 404 (a proxy, a
+        wrong base URL, a replica behind) must not erase a patient's imaging. A Patient that
+        never existed (a notification with a random id) leaves no ledger record behind."""
+        try:
+            deleted = self.fetch.fhir.was_deleted("Patient", patient_id)
+        except FetchError as exc:
+            raise _failure(exc) from exc
+        if deleted:
+            return self._deleted(patient_id)
+        return SyncOutcome(MISSING, None, detail="the FHIR server has no such Patient")
 
     def _deleted(self, patient_id: str) -> SyncOutcome:
         """The Patient is gone: delete the ImagingStudies this sidecar wrote for it.

@@ -178,7 +178,9 @@ def test_backfill_killed_and_resumed_writes_every_study_once(
     print(f"killed after {killed_after:.1f} s; total with resume {total_seconds:.1f} s")
     print(resumed.stdout)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-3000:]
-    assert "B*WILD" in resumed.stdout  # refused with a warning, not queried
+    # refused with a warning, not queried; named by a StudyInstanceUID, never its PatientID
+    assert "refused (not queryable safely): " in resumed.stdout
+    assert "B*WILD" not in resumed.stdout + resumed.stderr
     skipped = int(resumed.stdout.split("synced (")[1].split(" done before")[0])
     windows_skipped = int(resumed.stdout.split("window(s) (")[1].split(" done before")[0])
     assert skipped + windows_skipped > 0, "the resumed run did not use the checkpoint"

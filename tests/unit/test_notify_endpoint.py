@@ -150,3 +150,19 @@ def test_the_queue_being_down_is_503_so_hapi_retries(client, app, monkeypatch):
 
     monkeypatch.setattr(sync_queue(app), "submit", broken)
     assert put(client).status_code == 503
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_a_deeply_nested_body_is_a_400_and_queues_nothing(client, app, depth):
+    """json.loads raised RecursionError (500) on 100 000 levels; 40 is deeper than any
+    Patient. Both are refused as invalid, nothing queued."""
+    body = '{"resourceType": "Patient", "id": "p1", "extension": ' + "[" * depth + "]" * depth + "}"
+    response = client.put(
+        "/notify/Patient/p1",
+        data=body,
+        headers={"X-Sidecar-Secret": SECRET},
+        content_type=FHIR,
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "nested deeper" in response.get_json()["issue"][0]["diagnostics"]
+    assert sync_queue(app).ledger.get("p1") is None

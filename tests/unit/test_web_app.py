@@ -212,3 +212,20 @@ def test_a_chunked_body_is_bounded_like_any_other(app_and_fetch):
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert r.status_code == 200 and fetch.requests[0].persist is False
+
+
+def test_healthz_probes_the_dependencies_once_for_many_callers(tmp_path):
+    """Each probe costs a FHIR request, a Subscription read and a QIDO per PACS, and the
+    endpoint is open: twenty callers at once, and again at once, share one probe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    services = build_services(tmp_path, RELAY_SECRET=RELAY, NOTIFY_SECRET=NOTIFY)
+    client = wiring.web_app(services).test_client()
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(lambda _: client.get("/healthz").status_code, range(20)))
+        statuses.append(client.get("/healthz").status_code)
+        assert set(statuses) == {503}  # nothing listens at the fake addresses
+        assert services.health.probes == 1
+    finally:
+        services.close()

@@ -12,7 +12,6 @@ from flask import Blueprint, Response, jsonify
 
 from sidecar.entry import metrics
 from sidecar.entry.web.context import current_services
-from sidecar.usecases.health import connectivity, sync_report
 
 bp = Blueprint("health", __name__)
 
@@ -24,13 +23,9 @@ def livez() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    services = current_services()
-    results = connectivity(services.fhir, services.pacs)
-    healthy = all(r["status"] == "ok" for r in results.values())
-    sync = sync_report(services.registrar, services.queue)
-    status = "down" if not healthy else "ok" if sync.get("status") == "ok" else "degraded"
-    response = jsonify(status=status, checks=results, sync=sync)
-    response.status_code = 200 if healthy else 503
+    report = current_services().health()
+    response = jsonify(report)
+    response.status_code = 503 if report["status"] == "down" else 200
     return response
 
 
