@@ -6,7 +6,7 @@ export PYTHON
 STACK := deploy/local/stack.sh
 export STACK_PACS ?= main second
 
-.PHONY: demo test stack stack-down install lint java-test py-test bench compose-check
+.PHONY: demo test stack stack-down install lint java-test py-test bench compose-check viewer viewer-check
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv $(VENV); }
@@ -45,3 +45,11 @@ bench:
 
 compose-check: ## the Docker demo for real: up --build, what a user would check, down -v (CI)
 	bash deploy/compose/check.sh
+
+VIEWER := sidecar/web/viewer
+viewer: ## rebuild the viewer's checked-in dist/ from src/ (npm ci: exactly what package-lock.json pins)
+	cd $(VIEWER) && npm ci --no-audit --no-fund && npm run build
+
+viewer-check: viewer ## dist/ is what the sources build: a rebuild changes no byte of it
+	git diff --exit-code --stat -- $(VIEWER)/dist
+	test -z "$$(git status --porcelain -- $(VIEWER)/dist)"
