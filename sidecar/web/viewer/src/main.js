@@ -16,7 +16,7 @@ import {
 } from './auth.js';
 import { h, show, focusHeading } from './dom.js';
 import { Gateway } from './imaging.js';
-import { problem } from './shell.js';
+import { ENDED, problem } from './shell.js';
 import { patientsScreen } from './views/patients.js';
 import { seriesScreen } from './views/series.js';
 import { signInScreen } from './views/signin.js';
@@ -61,15 +61,21 @@ async function start() {
     return;
   }
   if (!isRedirectBack(params) && !hasStoredSession()) {
-    signInScreen(main, signInAs);
+    const ended = sessionStorage.getItem(ENDED);
+    sessionStorage.removeItem(ENDED);
+    signInScreen(main, signInAs, ended ? 'Your sign-in has ended. Please sign in again to continue.' : undefined);
     focusHeading(main);
     return;
   }
   show(main, h('p', { class: 'status', text: 'Signing you in…' }));
+  // a stored session resumes from a clean URL: the authorization server's extra answer
+  // parameters (Keycloak adds iss and session_state) would read as a new launch
+  if (!isRedirectBack(params)) history.replaceState(null, '', window.location.pathname + window.location.hash);
   let client;
   let returnTo = '';
   try {
     ({ client, returnTo } = await completeSignIn());
+    history.replaceState(null, '', window.location.pathname + window.location.hash);
   } catch (error) {
     sessionStorage.clear();
     signInScreen(main, signInAs, `Sign-in did not complete: ${error.message}`);
@@ -79,6 +85,7 @@ async function start() {
 }
 
 function run(config, client, returnTo, signInAs) {
+  sessionStorage.removeItem(ENDED);
   const user = userOf(client);
   const leaving = [];
   /** @type {import('./shell.js').App} */

@@ -16,6 +16,9 @@ import { NotAvailable, SignedOut, Unreachable } from './errors.js';
  * @property {Map<string, Promise<any>>} cache per patient: their studies
  */
 
+/** Set when the page told the user their sign-in ended. */
+export const ENDED = 'viewer.signInEnded';
+
 /** @param {{label: string, href?: string}[]} trail */
 export function breadcrumbs(trail) {
   return h(
@@ -49,6 +52,7 @@ export function loading(text) {
 export function problem(app, error, next = {}) {
   const back = next.back ? h('a', { class: 'button', href: next.back.href, text: next.back.label }) : null;
   if (error instanceof SignedOut) {
+    sessionStorage.setItem(ENDED, '1'); // a reload then says why it shows the sign-in page
     return h(
       'section',
       { class: 'problem', role: 'alert' },

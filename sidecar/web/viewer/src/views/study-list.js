@@ -34,11 +34,12 @@ export async function patientLabel(app, patientId) {
 
 /** The breadcrumb trail down to a patient. */
 export function patientTrail(app, patientId, name) {
-  const own = app.user.patientId === patientId;
-  return [
-    ...(own ? [] : [{ label: 'Find a patient', href: '#/patients' }]),
-    { label: own ? 'Your imaging' : name, href: `#/p/${encodeURIComponent(patientId)}` },
-  ];
+  const mine = app.user.patientId;
+  const start = mine
+    ? { label: 'Your imaging', href: `#/p/${encodeURIComponent(mine)}` }
+    : { label: 'Find a patient', href: '#/patients' };
+  if (mine === patientId) return [start];
+  return [start, { label: name, href: `#/p/${encodeURIComponent(patientId)}` }];
 }
 
 /** @param {import('../shell.js').App} app @param {string} patientId */
@@ -103,7 +104,7 @@ function studyTable(patientId, studies) {
       studies.map((study) =>
         h(
           'tr',
-          {},
+          { dataset: { studyId: study.id, studyUid: study.uid } },
           cell('Date', displayDate(study.started)),
           cell('Modality', study.modalities.join(', ') || '—'),
           cell(

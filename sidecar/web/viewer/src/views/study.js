@@ -75,6 +75,7 @@ function seriesCard(app, patientId, study, series, roots) {
       'a',
       {
         class: 'series-card',
+        dataset: { seriesUid: series.uid },
         href: `#/p/${encodeURIComponent(patientId)}/s/${encodeURIComponent(study.id)}/series/${encodeURIComponent(series.uid)}`,
       },
       box,
