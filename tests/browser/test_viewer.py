@@ -5,7 +5,9 @@ an unreachable FHIR server). The rest are the acceptance of issue #20 against th
 stack: Keycloak (realm dicom-fhir), HAPI enforcing the tokens, the sidecar's imaging
 gateway; they skip, saying why, while the authorization server is not running.
 
-Stack settings (environment, defaults for the local stack): VIEWER_URL, VIEWER_ISSUER,
+The acceptance tests run twice: on the real stack (skipped, saying why, while its
+authorization server is not running) and on the stand-in of tests/browser/stand_in.py. Stack
+settings (environment, defaults for the local stack): VIEWER_URL, VIEWER_ISSUER,
 VIEWER_FHIR_BASE_URL, and the demo users as ``username:password``: VIEWER_PATIENT_A (the
 demo patient, who has imaging), VIEWER_PATIENT_B (another patient), VIEWER_CLINICIAN.
 """
@@ -18,6 +20,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import requests
@@ -123,52 +126,85 @@ def test_an_unreachable_fhir_server_is_said_plainly(browser, viewer_alone):
 
 
 # --------------------------------------------------------------------------------------
-# the real stack
-
-VIEWER_URL = os.environ.get("VIEWER_URL", "http://127.0.0.1:8090/viewer/")
-ISSUER = os.environ.get("VIEWER_ISSUER", "http://127.0.0.1:8180/realms/dicom-fhir")
-FHIR_BASE = os.environ.get("VIEWER_FHIR_BASE_URL", "http://127.0.0.1:8080/fhir")
-USERS = {
-    "patient_a": os.environ.get("VIEWER_PATIENT_A", "demo-patient:demo-patient"),
-    "patient_b": os.environ.get("VIEWER_PATIENT_B", "patient-b:patient-b"),
-    "clinician": os.environ.get("VIEWER_CLINICIAN", "demo-clinician:demo-clinician"),
-}
+# issue #20's acceptance: on the real stack, and on the stand-in (tests/browser/stand_in.py)
+# so that the same tests run before the stack has its authorization server and gateway
 
 
-def _stack_missing() -> str | None:
+@dataclass(frozen=True)
+class Target:
+    name: str  # "stack" or "stand-in": the prefix of its screenshots
+    viewer_url: str
+    issuer: str
+    fhir_base_url: str
+    users: dict[str, str]  # patient_a, patient_b, clinician -> "username:password"
+
+
+def _real_stack() -> Target:
+    """The local stack; environment variables where the realm's demo users differ."""
+    return Target(
+        "viewer",
+        os.environ.get("VIEWER_URL", "http://127.0.0.1:8090/viewer/"),
+        os.environ.get("VIEWER_ISSUER", "http://127.0.0.1:8180/realms/dicom-fhir"),
+        os.environ.get("VIEWER_FHIR_BASE_URL", "http://127.0.0.1:8080/fhir"),
+        {
+            "patient_a": os.environ.get("VIEWER_PATIENT_A", "demo-patient:demo-patient"),
+            "patient_b": os.environ.get("VIEWER_PATIENT_B", "patient-b:patient-b"),
+            "clinician": os.environ.get("VIEWER_CLINICIAN", "demo-clinician:demo-clinician"),
+        },
+    )
+
+
+def _missing(target: Target) -> str | None:
     try:
-        requests.get(f"{ISSUER}/.well-known/openid-configuration", timeout=3).raise_for_status()
+        discovery = f"{target.issuer}/.well-known/openid-configuration"
+        requests.get(discovery, timeout=3).raise_for_status()
     except requests.RequestException:
-        return f"the stack's authorization server is not running ({ISSUER})"
+        return f"the stack's authorization server is not running ({target.issuer})"
     try:
-        requests.get(VIEWER_URL, timeout=3).raise_for_status()
+        requests.get(target.viewer_url, timeout=3).raise_for_status()
     except requests.RequestException:
-        return f"the sidecar does not serve the viewer at {VIEWER_URL}"
+        return f"the sidecar does not serve the viewer at {target.viewer_url}"
     return None
 
 
-@pytest.fixture(scope="module")
-def stack() -> None:
-    reason = _stack_missing()
-    if reason:
-        pytest.skip(reason)
+@pytest.fixture(scope="module", params=["stack", "stand-in"])
+def target(request) -> Iterator[Target]:
+    if request.param == "stack":
+        stack = _real_stack()
+        reason = _missing(stack)
+        if reason:
+            pytest.skip(reason)
+        yield stack
+        return
+    from tests.browser.stand_in import StandIn
+
+    stand_in = StandIn().start()
+    yield Target(
+        "stand-in",
+        stand_in.viewer_url,
+        stand_in.issuer,
+        stand_in.fhir_base_url,
+        {"patient_a": "anna:x", "patient_b": "bert:x", "clinician": "dana:x"},
+    )
+    stand_in.stop()
 
 
-def sign_in(driver, role: str, user: str) -> dict:
+def sign_in(driver, target: Target, role: str, user: str) -> dict:
     """Through the viewer's sign-in button and Keycloak's login form; the access token's
     claims once the viewer shows its first screen."""
-    username, password = USERS[user].split(":", 1)
-    driver.get(VIEWER_URL)
+    username, password = target.users[user].split(":", 1)
+    driver.get(target.viewer_url)
     _first(driver, ".signin")
     _button(driver, f"Sign in as a {role}").click()
-    _wait(driver, lambda d: d.current_url.startswith(ISSUER))
+    _wait(driver, lambda d: d.current_url.startswith(target.issuer))
     _first(driver, "#username").send_keys(username)
     _first(driver, "#password").send_keys(password)
     _first(driver, "#kc-login").click()
-    _wait(driver, lambda d: d.current_url.startswith(VIEWER_URL) or _css(d, "[name=accept]"))
-    if not driver.current_url.startswith(VIEWER_URL):
+    back = target.viewer_url
+    _wait(driver, lambda d: d.current_url.startswith(back) or _css(d, "[name=accept]"))
+    if not driver.current_url.startswith(back):
         _css(driver, "[name=accept]")[0].click()  # a consent screen, where the realm asks one
-    _wait(driver, lambda d: d.current_url.startswith(VIEWER_URL) and _css(d, "#account button"))
+    _wait(driver, lambda d: d.current_url.startswith(back) and _css(d, "#account button"))
     return claims(access_token(driver))
 
 
@@ -189,9 +225,9 @@ def shown_study_ids(driver) -> list[str]:
     return [row.get_attribute("data-study-id") for row in _css(driver, "tbody tr")]
 
 
-def fhir_study_ids(token: str, patient: str) -> set[str]:
+def fhir_study_ids(target: Target, token: str, patient: str) -> set[str]:
     r = requests.get(
-        f"{FHIR_BASE}/ImagingStudy",
+        f"{target.fhir_base_url}/ImagingStudy",
         params={"subject": f"Patient/{patient}", "_count": "500", "_elements": "subject"},
         headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
         timeout=30,
@@ -214,33 +250,33 @@ def open_first_study(driver) -> None:
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_the_demo_patient_sees_exactly_their_studies(browser, stack, size):
+def test_the_demo_patient_sees_exactly_their_studies(browser, target, size):
     driver = browser(*size)
-    token_claims = sign_in(driver, "patient", "patient_a")
+    token_claims = sign_in(driver, target, "patient", "patient_a")
     patient = token_claims["patient"]
     shown = shown_study_ids(driver)
     assert shown, "the demo patient has imaging"
-    assert set(shown) == fhir_study_ids(access_token(driver), patient)
-    screenshot(driver, f"viewer-studies-{'desktop' if size == DESKTOP else 'phone'}")
+    assert set(shown) == fhir_study_ids(target, access_token(driver), patient)
+    screenshot(driver, f"{target.name}-studies-{'desktop' if size == DESKTOP else 'phone'}")
 
 
-def test_thumbnails_load_and_are_not_blank(browser, stack):
+def test_thumbnails_load_and_are_not_blank(browser, target):
     driver = browser(*DESKTOP)
-    sign_in(driver, "patient", "patient_a")
+    sign_in(driver, target, "patient", "patient_a")
     open_first_study(driver)
     thumbnails = _css(driver, ".thumb img")
     assert thumbnails, [t.text for t in _css(driver, ".thumb")]
     for image in thumbnails:
         assert distinct_pixel_values(driver, image) > 1
-    screenshot(driver, "viewer-series-desktop")
+    screenshot(driver, f"{target.name}-series-desktop")
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_page_through_the_frames_of_a_series(browser, stack, size):
+def test_page_through_the_frames_of_a_series(browser, target, size):
     from selenium.webdriver.common.keys import Keys
 
     driver = browser(*size)
-    sign_in(driver, "patient", "patient_a")
+    sign_in(driver, target, "patient", "patient_a")
     open_first_study(driver)
     cards = _css(driver, ".series-card")
 
@@ -268,12 +304,12 @@ def test_page_through_the_frames_of_a_series(browser, stack, size):
         driver.switch_to.active_element.send_keys("3")
         _wait(driver, lambda d: presets[2].get_attribute("aria-pressed") == "true")
         _wait(driver, lambda d: "window: Lung" in caption.text)
-    screenshot(driver, f"viewer-frames-{'desktop' if size == DESKTOP else 'phone'}")
+    screenshot(driver, f"{target.name}-frames-{'desktop' if size == DESKTOP else 'phone'}")
 
 
-def test_patient_b_does_not_see_patient_a(browser, stack):
+def test_patient_b_does_not_see_patient_a(browser, target):
     a = browser(*DESKTOP)
-    a_patient = sign_in(a, "patient", "patient_a")["patient"]
+    a_patient = sign_in(a, target, "patient", "patient_a")["patient"]
     a_studies = shown_study_ids(a)
     assert a_studies
     open_first_study(a)
@@ -281,31 +317,31 @@ def test_patient_b_does_not_see_patient_a(browser, stack):
     a_series_url = _css(a, ".series-card")[0].get_attribute("href").split("#", 1)[1]
 
     b = browser(*DESKTOP)  # a new profile: no shared session
-    b_patient = sign_in(b, "patient", "patient_b")["patient"]
+    b_patient = sign_in(b, target, "patient", "patient_b")["patient"]
     assert b_patient != a_patient
     assert not set(shown_study_ids(b)) & set(a_studies)
     for fragment in (f"/p/{a_patient}", a_study_url, a_series_url):
-        b.get(f"{VIEWER_URL}#{fragment}")
+        b.get(f"{target.viewer_url}#{fragment}")
         problem = _first(b, ".problem")
         assert "Not available to you" in problem.text, fragment
         assert not _css(b, "img.frame[src], .thumb img")
-    screenshot(b, "viewer-not-available-desktop")
+    screenshot(b, f"{target.name}-not-available-desktop")
 
 
-def test_a_clinician_finds_the_demo_patient(browser, stack):
+def test_a_clinician_finds_the_demo_patient(browser, target):
     a = browser(*DESKTOP)
-    a_patient = sign_in(a, "patient", "patient_a")["patient"]
+    a_patient = sign_in(a, target, "patient", "patient_a")["patient"]
     a_studies = set(shown_study_ids(a))
 
     driver = browser(*DESKTOP)
-    token_claims = sign_in(driver, "clinician", "clinician")
+    token_claims = sign_in(driver, target, "clinician", "clinician")
     assert "patient" not in token_claims
     patient = requests.get(
-        f"{FHIR_BASE}/Patient/{a_patient}",
+        f"{target.fhir_base_url}/Patient/{a_patient}",
         headers={"Authorization": f"Bearer {access_token(driver)}"},
         timeout=30,
     ).json()
     _first(driver, "#patient-query").send_keys(patient["name"][0]["family"] + "\n")
     _first(driver, f".patients a[href='#/p/{a_patient}']").click()
     assert set(shown_study_ids(driver)) == a_studies
-    screenshot(driver, "viewer-clinician-desktop")
+    screenshot(driver, f"{target.name}-clinician-desktop")
