@@ -221,7 +221,7 @@ def claims(jwt: str) -> dict:
 
 
 def shown_study_ids(driver) -> list[str]:
-    _first(driver, "table.studies, .empty")
+    _first(driver, ".study-list table.studies, .study-list .empty, .study-list .problem")
     return [row.get_attribute("data-study-id") for row in _css(driver, "tbody tr")]
 
 
@@ -320,7 +320,11 @@ def test_patient_b_does_not_see_patient_a(browser, target):
     b_patient = sign_in(b, target, "patient", "patient_b")["patient"]
     assert b_patient != a_patient
     assert not set(shown_study_ids(b)) & set(a_studies)
-    for fragment in (f"/p/{a_patient}", a_study_url, a_series_url):
+    # A's list: refused, or empty (a server may answer a search outside B's compartment
+    # with no match rather than 403); either way none of A's studies
+    b.get(f"{target.viewer_url}#/p/{a_patient}")
+    assert shown_study_ids(b) == []
+    for fragment in (a_study_url, a_series_url):
         b.get(f"{target.viewer_url}#{fragment}")
         problem = _first(b, ".problem")
         assert "Not available to you" in problem.text, fragment

@@ -50,7 +50,8 @@ export async function seriesScreen(app, patientId, studyId, seriesUid) {
 
 /**
  * The series' frames: from its metadata (frame counts, windows), else one per instance
- * the ImagingStudy lists. The first gateway that has the series is used for all of it.
+ * the ImagingStudy lists (each frame's own answer then says whether it may be seen). The
+ * first gateway that has the series is used for all of it.
  */
 async function framesOf(app, roots, study, series) {
   try {
@@ -61,7 +62,7 @@ async function framesOf(app, roots, study, series) {
     if (frames.length) return { root, frames };
     return { root, frames: framesFromInstances(series.instances) };
   } catch (error) {
-    if (error instanceof SignedOut || error instanceof NotAvailable || !series.instances.length) throw error;
+    if (error instanceof SignedOut || !series.instances.length) throw error;
     return { root: roots[0], frames: framesFromInstances(series.instances) };
   }
 }

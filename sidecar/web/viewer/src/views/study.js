@@ -94,8 +94,8 @@ function seriesCard(app, patientId, study, series, roots) {
 }
 
 /**
- * The series thumbnail (PS3.18 thumbnail resource); where a gateway does not offer one,
- * the first image rendered small. 401 and 404 are answers, not reasons to try elsewhere.
+ * The series thumbnail (PS3.18 thumbnail resource); where it fails (a gateway without
+ * thumbnails may answer 404 too), the first image rendered small, whose answer then counts.
  */
 async function thumbnail(app, study, series, roots) {
   const { value } = await app.gateway.fromAny(roots, async (root) => {
@@ -104,7 +104,7 @@ async function thumbnail(app, study, series, roots) {
       return await app.gateway.image(`${base}/thumbnail?viewport=${THUMBNAIL},${THUMBNAIL}`, 'This series');
     } catch (error) {
       const first = series.instances[0];
-      if (error instanceof SignedOut || error instanceof NotAvailable || !first) throw error;
+      if (error instanceof SignedOut || !first) throw error;
       const frame = `${base}/instances/${encodeURIComponent(first.uid)}/frames/1/rendered`;
       return app.gateway.image(`${frame}?viewport=${THUMBNAIL},${THUMBNAIL}`, 'This series');
     }
