@@ -6,7 +6,7 @@ export PYTHON
 STACK := deploy/local/stack.sh
 export STACK_PACS ?= main second
 
-.PHONY: demo test stack stack-down install lint java-test py-test bench compose-check
+.PHONY: demo test stack stack-down install lint java-test py-test bench compose-check viewer viewer-check viewer-test
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV) || { apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv $(VENV); }
@@ -33,7 +33,7 @@ java-test: ## the operation provider's and the HAPI server's unit tests (offline
 py-test: ## pytest; the session fixtures bring the stack up when it is not running
 	$(PYTHON) -m pytest -q -ra
 
-test: install lint java-test py-test
+test: install lint java-test py-test viewer-test viewer-check
 
 demo: install
 	bash deploy/local/demo.sh
@@ -45,3 +45,14 @@ bench:
 
 compose-check: ## the Docker demo for real: up --build, what a user would check, down -v (CI)
 	bash deploy/compose/check.sh
+
+VIEWER := sidecar/entry/web/viewer
+viewer: ## rebuild the viewer's checked-in dist/ from src/ (npm ci: exactly what package-lock.json pins)
+	cd $(VIEWER) && npm ci --no-audit --no-fund && npm run build
+
+viewer-test: ## the viewer's pure modules under node's test runner
+	cd $(VIEWER) && node --test test/
+
+viewer-check: viewer ## dist/ is what the sources build: a rebuild changes no byte of it
+	git diff --exit-code --stat -- $(VIEWER)/dist
+	test -z "$$(git status --porcelain -- $(VIEWER)/dist)"
