@@ -175,8 +175,10 @@ def serve(
             "disable_existing_loggers": False,
             "formatters": {"json": {"()": "sidecar.entry.logs.JsonFormatter"}},
             "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+            "root": {"handlers": ["stderr"], "level": "INFO"},
             "loggers": {
-                "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}
+                "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
             },
         },
         "when_ready": when_ready,

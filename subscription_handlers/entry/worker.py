@@ -16,13 +16,13 @@ import time
 from collections.abc import Sequence
 
 from sidecar.ports import Trigger
-from subscription_handlers.adapters.queue import SyncQueue
+from subscription_handlers.adapters.queue import HueySyncQueue
 from subscription_handlers.entry.trigger_runner import TriggerRunner
 
 log = logging.getLogger(__name__)
 
 
-def maintain(queue: SyncQueue, stop: threading.Event) -> None:
+def maintain(queue: HueySyncQueue, stop: threading.Event) -> None:
     """Renew this process's leases every lease/3 s; re-queue lost work every reconcile s."""
     settings = queue.settings
     tick = min(settings.lease_seconds / 3, settings.reconcile_seconds)
@@ -55,7 +55,7 @@ def exit_with_parent(parent_pid: int, every: float = 1.0) -> threading.Thread:
 
 
 def run_worker(
-    queue: SyncQueue,
+    queue: HueySyncQueue,
     *,
     triggers: Sequence[Trigger] = (),
     threads: int | None = None,
