@@ -21,7 +21,7 @@ A new kind of PACS (a DIMSE C-FIND bridge, a vendor API) is a new adapter that i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,6 +80,25 @@ class Pacs(Protocol):
         """One cheap request; raises when the PACS cannot answer."""
         ...
 
+    def search(self, path: str, query: str) -> list[Record]:
+        """One QIDO-RS answer for a path and query the imaging gateway validated."""
+        ...
+
+    def retrieve(self, path: str, query: str, headers: Mapping[str, str]) -> Retrieval:
+        """A WADO-RS answer, streamed, for a path the imaging gateway validated."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Retrieval(Protocol):
+    """A PACS answer being streamed to a client: status, headers, then the bytes."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> Iterator[bytes]: ...
+
     def close(self) -> None: ...
 
 
@@ -129,6 +148,16 @@ class FhirServer(Protocol):
         ...
 
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]: ...
+
+    def read_as(self, token: str, resource_type: str, resource_id: str) -> Resource | None:
+        """A read with a caller's own token (None: missing, or not for this caller)."""
+        ...
+
+    def search_as(
+        self, token: str, resource_type: str, params: dict[str, Any], *, limit: int
+    ) -> list[Resource]:
+        """One page of a search with a caller's own token: what the server shows it."""
+        ...
 
     def was_deleted(self, resource_type: str, resource_id: str) -> bool:
         """Whether the server says the resource was deleted (410, or a DELETE in its

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.adapters.tokens import TokenValidator
 from sidecar.ports import ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
 from sidecar.settings import Settings
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
+from sidecar.usecases.gateway import ImagingGateway
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Services:
     orthanc: dict[str, ChangeLog] = field(default_factory=dict)
     #: ``backfill(BackfillOptions) -> Backfill``: one run over one PACS, with its checkpoint
     backfill: Callable[[BackfillOptions], Backfill] | None = None
+    #: bearer tokens of the authorization server -> Caller (None: SIDECAR_AUTH_* not set)
+    tokens: TokenValidator | None = None
+    #: the imaging gateway's decisions and answers (None without tokens)
+    gateway: ImagingGateway | None = None
     #: /healthz's report, probed at most every few seconds (sidecar/usecases/health.py)
     health: Callable[[], dict[str, Any]] = lambda: {"status": "ok"}  # noqa: E731
 

@@ -69,6 +69,12 @@ class FhirHttpError(Exception):
         return text[:300] or "no OperationOutcome"
 
 
+class CallerRefused(FetchError):
+    """The FHIR server refused a caller's own token (401/403) on a request made as it."""
+
+    status, code = 403, "forbidden"
+
+
 class FhirNotFound(FetchError):
     """A read found nothing (HTTP 404, or 410 Gone: ``http_status``)."""
 
@@ -141,6 +147,55 @@ class FhirStore:
         if patient is None:
             raise PatientNotFound(f"Patient/{patient_id} is not known")
         return patient
+
+    # -- as a caller (the imaging gateway, $fetch-imaging's patient check) ---------------
+
+    def read_as(self, token: str, resource_type: str, resource_id: str) -> Resource | None:
+        """``GET [type]/[id]`` with a caller's own token: None when missing or refused to
+        that caller (401/403/404/410: the server decides, and a refusal says nothing)."""
+        if not is_fhir_id(resource_id):
+            return None
+        client = self._as(token)
+        try:
+            return dict(
+                self._call(
+                    lambda: client.execute(f"{resource_type}/{resource_id}", method="get"),
+                    as_caller=True,
+                )
+            )
+        except (FhirNotFound, CallerRefused):
+            return None
+
+    def search_as(
+        self, token: str, resource_type: str, params: dict[str, Any], *, limit: int
+    ) -> list[Resource]:
+        """One page of a search with a caller's own token (refused: nothing)."""
+        client = self._as(token)
+        try:
+            bundle = self._call(
+                lambda: client.execute(
+                    resource_type, method="get", params={**params, "_count": limit}
+                ),
+                as_caller=True,
+            )
+        except CallerRefused:
+            return []
+        return [
+            e["resource"]
+            for e in (bundle or {}).get("entry") or []
+            if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e
+        ][:limit]
+
+    def _as(self, token: str) -> SyncFHIRClient:
+        """A client that sends the caller's token instead of ours (same bounds, no retry of
+        a 401: it is the caller's token that is refused)."""
+        config = {**self.client.requests_config, "auth": None}
+        return SyncFHIRClient(
+            self.base_url,
+            authorization=f"Bearer {token}",
+            extra_headers=dict(self.client.extra_headers or {}),
+            requests_config=config,
+        )
 
     def was_deleted(self, resource_type: str, resource_id: str) -> bool:
         """Whether the server says this resource was deleted: a read answers 410 Gone, or
@@ -283,17 +338,26 @@ class FhirStore:
 
     # -- errors --------------------------------------------------------------------------
 
-    def _call(self, action: Callable[[], T], *, idempotent: bool = True) -> T:
+    def _call(
+        self, action: Callable[[], T], *, idempotent: bool = True, as_caller: bool = False
+    ) -> T:
         """Run one request; map failures to the use case's errors; retry where safe.
 
         Idempotent requests (GET, PUT) are retried after connect errors and 502/503/504;
-        a transaction (POST) never is: it may have been applied. A 401 is tried once more
-        with a new token (it expired or was revoked), any request: it was not applied.
+        a transaction (POST) never is: it may have been applied. A 401 to our own token is
+        tried once more with a new one (it expired or was revoked: nothing was applied); a
+        401/403 to a caller's token is that caller's refusal (:class:`CallerRefused`).
         """
         policy = retry.transient("FHIR request", self._retries if idempotent else 0, _transient)
         try:
+            if as_caller:
+                return policy(action)
             return policy(renewing, self._auth, action, _unauthorized)
-        except (FhirHttpError, requests.RequestException, ValueError) as exc:
+        except FhirHttpError as exc:
+            if as_caller and exc.status in (401, 403):
+                raise CallerRefused("the FHIR server refused the caller") from exc
+            raise _translate(exc) from exc
+        except (requests.RequestException, ValueError) as exc:
             raise _translate(exc) from exc
 
 

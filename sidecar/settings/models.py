@@ -254,7 +254,8 @@ class PacsSettings(_Group):
     name: str = Field(..., json_schema_extra={"env": None})  # from SIDECAR_PACS, not a variable
     url: Url  # the DICOMweb root the sidecar queries
     #: the DICOMweb root written into Endpoint.address: the sidecar's imaging gateway for this
-    #: PACS (default ``SIDECAR_PUBLIC_URL``/dicomweb/<name>); clients retrieve through it
+    #: PACS (default ``SIDECAR_PUBLIC_URL``/dicomweb/<name>); clients retrieve through it with
+    #: their SMART token. Set it to the PACS's own public root to bypass the gateway.
     wado_root: Url | None = None
     auth: HttpAuth = HttpAuth()
     timezone: str | None = None  # IANA zone for DICOM times without an offset
@@ -280,6 +281,12 @@ class PacsSettings(_Group):
         if isinstance(data, dict) and data.get("name") and not data.get("endpoint_id"):
             data = {**data, "endpoint_id": f"dicomweb-{str(data['name']).replace('_', '-')}"}
         return data
+
+    @property
+    def through_gateway(self) -> bool:
+        """Whether ``Endpoint.address`` is the sidecar's imaging gateway for this PACS (a
+        client then sends its SMART token there: ``requires-access-token``)."""
+        return str(self.wado_root).endswith(f"/dicomweb/{self.name}")
 
     def mapping_for(self, system: str | None) -> IdentifierMapping | None:
         """The identifier mapping for a Patient.identifier system, if this PACS has one."""
@@ -369,6 +376,16 @@ class AuthSettings(_Group):
     leeway_seconds: NonNegative = 30.0  # clock skew accepted on exp/nbf
 
 
+class GatewaySettings(_Group):
+    """The imaging gateway (``/dicomweb/<pacs>``, ``SIDECAR_GATEWAY_*``)."""
+
+    env_prefix = "GATEWAY_"
+
+    # how long a caller's access to a study is remembered (never past its token's expiry)
+    decision_seconds: NonNegative = 60.0
+    cache_entries: Count = Field(10_000, ge=100)
+
+
 # -- everything ---------------------------------------------------------------------------------
 
 
@@ -382,6 +399,7 @@ class Settings(BaseSettings):
     qido: QidoSettings = QidoSettings()
     sync: SyncSettings = SyncSettings()
     auth: AuthSettings = AuthSettings()
+    gateway: GatewaySettings = GatewaySettings()
     #: ``X-Sidecar-Secret`` values HAPI's relay may send (the first is current; more: rotation)
     relay_secret: Secrets = ()
     #: the Subscription header's secret; authorizes /notify only (first current, more: rotation)
@@ -416,8 +434,8 @@ class Settings(BaseSettings):
                 if isinstance(entry, dict):
                     if name == "main":
                         entry.setdefault("url", DEFAULT_PACS_URL)
-                    if entry.get("url"):
-                        entry.setdefault("wado_root", entry["url"])
+                    public = str(data.get("public_url") or cls.model_fields["public_url"].default)
+                    entry.setdefault("wado_root", f"{public.rstrip('/')}/dicomweb/{name}")
                 named[name] = entry
             data["pacs"] = named
         sync = data.get("sync") or {}

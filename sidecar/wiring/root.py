@@ -21,6 +21,7 @@ from sidecar.adapters.checkpoint import Checkpoint
 from sidecar.adapters.dicomweb import DicomwebPacs
 from sidecar.adapters.fhir_store import FhirStore
 from sidecar.adapters.orthanc import OrthancChanges
+from sidecar.adapters.tokens import TokenValidator
 from sidecar.entry.logs import configure_logging
 from sidecar.entry.web.app import create_app
 from sidecar.ports import Trigger
@@ -28,6 +29,7 @@ from sidecar.services import Services
 from sidecar.settings import OrthancChangeLog, QidoPoll, Settings, load_settings
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
+from sidecar.usecases.gateway import ImagingGateway
 from sidecar.usecases.health import HealthReport
 from subscription_handlers.adapters.queue import HueySyncQueue
 from subscription_handlers.entry import notify
@@ -53,6 +55,18 @@ def build(settings: Settings | None = None) -> Services:
         if isinstance(p.changes, OrthancChangeLog)
     }
     triggers = build_triggers(settings, fhir, pacs, orthanc, fetch, queue)
+    tokens = TokenValidator(settings.auth) if settings.auth.issuer else None
+    gateway = (
+        ImagingGateway(
+            settings.pacs,
+            pacs,
+            fhir,
+            ttl=settings.gateway.decision_seconds,
+            size=settings.gateway.cache_entries,
+        )
+        if tokens is not None
+        else None
+    )
     registrar = build_registrar(settings, fhir)
     return Services(
         settings,
@@ -65,6 +79,8 @@ def build(settings: Settings | None = None) -> Services:
         orthanc,
         backfill=partial(backfill, fetch, settings.data_dir),
         health=HealthReport(fhir, pacs, registrar, queue),
+        tokens=tokens,
+        gateway=gateway,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from sidecar.entry.web import health, operation
+from sidecar.entry.web import gateway, health, operation
 from sidecar.entry.web.context import attach
 from sidecar.entry.web.responses import outcome_response
 from sidecar.services import Services
@@ -41,6 +41,7 @@ def create_app(services: Services, blueprints: Iterable[Blueprint] = ()) -> Flas
     attach(app, services)
     app.register_blueprint(operation.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(gateway.bp)  # /dicomweb/<pacs>/...: the imaging gateway
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
