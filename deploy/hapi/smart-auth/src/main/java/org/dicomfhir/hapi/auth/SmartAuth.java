@@ -138,7 +138,7 @@ public final class SmartAuth {
 
 	/** Adds the {@code insufficient_scope} challenge to HAPI's 403 (RFC 6750 section 3.1). */
 	void challengeInsufficientScope(BaseServerResponseException forbidden) {
-		if (enabled()) {
+		if (enabled() && !forbidden.getResponseHeaders().containsKey(WWW_AUTHENTICATE)) {
 			forbidden.addResponseHeader(WWW_AUTHENTICATE, challenge("insufficient_scope", "The token's scopes do not allow this request"));
 		}
 	}

@@ -4,6 +4,8 @@ import ca.uhn.fhir.interceptor.api.Hook;
 import ca.uhn.fhir.interceptor.api.Interceptor;
 import ca.uhn.fhir.interceptor.api.Pointcut;
 import ca.uhn.fhir.rest.api.server.RequestDetails;
+import ca.uhn.fhir.rest.server.exceptions.BaseServerResponseException;
+import ca.uhn.fhir.rest.server.exceptions.ForbiddenOperationException;
 import jakarta.servlet.http.HttpServletRequest;
 import jakarta.servlet.http.HttpServletResponse;
 import java.io.IOException;
@@ -62,6 +64,19 @@ public class SmartAuthenticationInterceptor {
 	@Hook(Pointcut.SERVER_INCOMING_REQUEST_PRE_HANDLER_SELECTED)
 	public void authenticate(RequestDetails request) {
 		auth.authenticate(request);
+	}
+
+	/**
+	 * Every 403 of HAPI's authorization (the AuthorizationInterceptor's and the search narrowing's
+	 * "Value not permitted") carries the {@code insufficient_scope} challenge, so a client can tell
+	 * it from other refusals.
+	 */
+	@Hook(Pointcut.SERVER_PRE_PROCESS_OUTGOING_EXCEPTION)
+	public BaseServerResponseException challengeForbidden(Throwable exception) {
+		if (exception instanceof ForbiddenOperationException forbidden) {
+			auth.challengeInsufficientScope(forbidden);
+		}
+		return null; // the same exception, now with the header
 	}
 
 	@Hook(Pointcut.SERVER_CAPABILITY_STATEMENT_GENERATED)

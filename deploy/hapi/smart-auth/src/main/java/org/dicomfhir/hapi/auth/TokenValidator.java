@@ -99,6 +99,9 @@ public final class TokenValidator {
 			}
 			throw new InvalidToken("The access token lacks a required claim (exp)", false);
 		} catch (BadJOSEException e) {
+			if (e.getMessage() != null && e.getMessage().startsWith("Unsecured")) {
+				throw new InvalidToken("The access token is not a signed JWT", false); // alg "none"
+			}
 			// bad signature, unknown key id, another algorithm
 			throw new InvalidToken("The access token's signature does not verify with the issuer's keys", false);
 		} catch (KeySourceException e) {
