@@ -364,7 +364,7 @@ case "$cmd" in
     # the sidecar first: it talks to the others; Keycloak last: HAPI checks tokens with it
     for c in "${comps[@]}"; do [[ $c == sidecar ]] && stop_component sidecar; done
     for c in "${comps[@]}"; do [[ $c == sidecar || $c == keycloak ]] || stop_component "$c"; done
-    for c in "${comps[@]}"; do [[ $c == keycloak ]] && stop_component keycloak; done ;;
+    for c in "${comps[@]}"; do if [[ $c == keycloak ]]; then stop_component keycloak; fi; done ;;
   status)
     for c in keycloak hapi $(known_pacs | sed 's/^/pacs-/') sidecar; do
       if pid="$(pid_of "$c")"; then printf '%-14s running  pid %-7s %s\n' "$c" "$pid" "$(url_of "$c")"
