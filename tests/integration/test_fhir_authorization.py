@@ -193,7 +193,9 @@ def test_invalid_or_missing_token_is_401_on_every_read(world: World, kind: str) 
     ):
         response = world.call(kind, "GET", path)
         assert refused_by_hapi(response, world.base) == "401", (path, response.text)
-        assert response.json()["resourceType"] == "OperationOutcome"
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["code"] == "login"
         challenge = response.headers["WWW-Authenticate"]
         if kind == "none":  # RFC 6750 3.1: no error code when no credentials were sent
             assert "error=" not in challenge

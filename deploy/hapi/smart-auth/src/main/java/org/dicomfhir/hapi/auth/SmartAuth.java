@@ -6,6 +6,9 @@ import ca.uhn.fhir.rest.server.exceptions.AuthenticationException;
 import ca.uhn.fhir.rest.server.exceptions.BaseServerResponseException;
 import ca.uhn.fhir.rest.server.exceptions.UnclassifiedServerFailureException;
 import java.util.Locale;
+import org.hl7.fhir.r4.model.OperationOutcome;
+import org.hl7.fhir.r4.model.OperationOutcome.IssueSeverity;
+import org.hl7.fhir.r4.model.OperationOutcome.IssueType;
 import java.util.Optional;
 
 /**
@@ -120,6 +123,10 @@ public final class SmartAuth {
 
 	AuthenticationException unauthorized(String message, String error) {
 		AuthenticationException e = new AuthenticationException(message);
+		// FHIR R4 issue-type "login": the client needs to (re)authenticate (HAPI would say "processing")
+		OperationOutcome outcome = new OperationOutcome();
+		outcome.addIssue().setSeverity(IssueSeverity.ERROR).setCode(IssueType.LOGIN).setDiagnostics(message);
+		e.setOperationOutcome(outcome);
 		e.addResponseHeader(WWW_AUTHENTICATE, challenge(error, error == null ? null : message));
 		return e;
 	}
