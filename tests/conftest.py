@@ -86,7 +86,7 @@ class Stack:
         return {k: v for k, v in self.env().items() if k.startswith("SIDECAR_FHIR_")}
 
     def token(self, *args: str) -> str:
-        """``stack.sh token ARGS``: an access token (--system, --user NAME, --patient P/ID)."""
+        """``stack.sh token ARGS``: --system, --user NAME or --patient Patient/ID."""
         return stack_sh("token", *args).strip()
 
     def auth_headers(self) -> dict[str, str]:
