@@ -113,7 +113,7 @@ def sidecar(stack) -> Iterator[Sidecar]:
         proc.wait(timeout=20)
 
 
-SIDECAR_PORT = 8090  # the stack's sidecar: where HAPI's $fetch-imaging provider relays
+SIDECAR_PORT = int(os.environ.get("STACK_SIDECAR_PORT", "8090"))  # where HAPI relays $fetch-imaging
 SIDECAR_URL = f"http://127.0.0.1:{SIDECAR_PORT}"
 
 
