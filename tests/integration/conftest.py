@@ -69,6 +69,8 @@ def sidecar(stack) -> Iterator[Sidecar]:
             "SIDECAR_RELAY_SECRET": stack.relay_secret,
             "SIDECAR_NOTIFY_SECRET": stack.notify_secret,
             "SIDECAR_BEARER_TOKENS": "test-bearer-token",
+            # Endpoint.address: this sidecar's own imaging gateway
+            "SIDECAR_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PYTHONPATH": str(ROOT),
         }
     )
