@@ -25,8 +25,9 @@ What was left out is one R4 OperationOutcome (https://hl7.org/fhir/R4/operationo
 one issue per skipped file (the path in ``diagnostics``), per patient left out, and the
 mapping's own warnings. A collection Bundle carries it as an entry; a transaction cannot
 (R4 bdl-3: every transaction entry has a ``request``, which would store the report on the
-server), so the command writes it beside the Bundle (``--outcome``). Diagnostics name paths,
-UIDs and issuers, never a PatientID, name or birth date.
+server), so the command writes it beside the Bundle (``--outcome``). The path is in
+``issue.diagnostics``, not ``issue.expression`` (a FHIRPath into a resource; a file path is
+none). Diagnostics name paths, UIDs and issuers, never a PatientID, name or birth date.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``dicom-fhir convert``: DICOM files and folders -> one FHIR R4 Bundle of ImagingStudy.
 
 Each file is read once, in a process pool across cores: every element's header, values
-longer than :data:`DEFER_BYTES` (pixel data) left on disk. That is as fast as reading the
-mapping's tags alone, and it shows a file that is shorter than its elements declare
-(:func:`truncation`). Workers return the mapping's small per-record
+longer than :data:`DEFER_BYTES` (pixel data) left on disk. That reads about as fast as the
+mapping's tags alone (``specific_tags``), and it shows a file that is shorter than its
+elements declare (:func:`truncation`). Workers return the mapping's small per-record
 :class:`~sidecar.core.mapping.Facts`, never Datasets, and the parent merges them per
 StudyInstanceUID, so the result does not depend on file order or chunking.
 
@@ -56,8 +56,8 @@ from sidecar.settings.models import parse_identifier_mappings
 
 #: Media Storage Directory Storage (PS3.10 DICOMDIR): an index, not an instance.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-#: Values longer than this stay on disk (pixel data): the mapping's values are all shorter,
-#: and a larger one is read when asked for.
+#: Values longer than this stay on disk (pixel data); the mapping's are shorter (a longer
+#: one is read from the file when the mapping asks for it).
 DEFER_BYTES = 64 * 1024
 #: Value Length (PS3.5 7.1.1) of an element whose end is its delimitation item.
 UNDEFINED_LENGTH = 0xFFFFFFFF
