@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-from sidecar.core.qido import is_uid
+from sidecar.core.qido import ISSUER_OF_PATIENT_ID, PATIENT_ID, is_uid
 
 #: What may follow a study, series, instance or frame list (PS3.18 Table 10.4.1-1).
 RESOURCES = frozenset({"", "metadata", "rendered", "thumbnail"})
@@ -162,6 +162,8 @@ def search_query(query_string: str) -> str:
             raise NotAResource(f"unknown query parameter {key!r}")
     if not any(k == "limit" for k, _ in kept):
         kept.append(("limit", str(MAX_LIMIT)))
+    # whose each row is: the gateway checks it (a PACS returns the issuer only when asked)
+    kept += [("includefield", PATIENT_ID), ("includefield", ISSUER_OF_PATIENT_ID)]
     return urlencode(kept, safe=",*?^.")
 
 

@@ -373,7 +373,7 @@ class AuthSettings(_Group):
     issuer: Url | None = None  # e.g. https://keycloak/realms/dicom-fhir
     audience: str | None = None  # the FHIR base URL tokens are issued for
     jwks_url: Url | None = None  # default: the issuer's OpenID discovery document says
-    leeway_seconds: NonNegative = 30.0  # clock skew accepted on exp/nbf
+    leeway_seconds: NonNegative = 5.0  # clock skew accepted on exp/nbf (HAPI's smart-auth: 5)
 
 
 class GatewaySettings(_Group):

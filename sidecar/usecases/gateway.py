@@ -201,8 +201,10 @@ class ImagingGateway:
     def search(self, caller: Caller, pacs: str, target: Target, query: str) -> list[Record]:
         """A QIDO-RS answer with only the rows of studies, series and instances the caller
         may see (a study search is first narrowed by nothing: the PACS's rows are judged)."""
-        if target.study:
-            self.study(caller, pacs, target.study)  # the study itself must be the caller's
+        if target.study:  # the study (and series) searched in must be the caller's
+            access = self.study(caller, pacs, target.study)
+            if target.series and not access.has_series(target.series):
+                raise NotAllowed()
         rows = self.pacs[pacs].search(target.path, query)
         uids = [qido.first_value(r, qido.STUDY_INSTANCE_UID) or "" for r in rows]
         access = self.access(caller, pacs, uids)

@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from tests.conftest import Stack
+from tests.conftest import Stack, token_claims
 from tests.integration.test_fhir_authorization import resigned_with_another_key
 
 pytestmark = pytest.mark.stack
@@ -119,7 +119,8 @@ def world(stack, sidecar, fhir_http) -> Iterator[World]:
         "none": None,
     }
     world.tokens["another key"] = resigned_with_another_key(world.tokens["patient A"])
-    time.sleep(5)  # the short-lived token's 3 s, and a margin for the validator's leeway
+    # past the short-lived token's expiry and the gateway's leeway (5 s), with a margin
+    time.sleep(max(0.0, token_claims(world.tokens["expired"])["exp"] + 5 + 2 - time.time()))
     yield world
 
 
