@@ -175,6 +175,8 @@ class FhirSettings(_Group):
     env_prefix = "FHIR_"
 
     base_url: Url = "http://127.0.0.1:8080/fhir"
+    #: the same server as browsers reach it (the viewer, SMART discovery; default: base_url)
+    public_url: Url | None = None
     auth: HttpAuth = HttpAuth()
     timeout_seconds: Positive = 30.0  # each request, its whole answer included
     retries: Count = Field(1, ge=0)  # idempotent requests, after connect errors / 502-504
@@ -374,6 +376,7 @@ class AuthSettings(_Group):
     audience: str | None = None  # the FHIR base URL tokens are issued for
     jwks_url: Url | None = None  # default: the issuer's OpenID discovery document says
     leeway_seconds: NonNegative = 5.0  # clock skew accepted on exp/nbf (HAPI's smart-auth: 5)
+    viewer_client_id: str = "dicom-fhir-viewer"  # the viewer's public client (PKCE)
 
 
 class GatewaySettings(_Group):
