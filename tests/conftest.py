@@ -113,6 +113,21 @@ def stack_env() -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
+def with_pacs(env: dict[str, str], names: list[str]) -> dict[str, str]:
+    """``env`` configured for exactly these PACS: SIDECAR_PACS set, the variables of every
+    other PACS dropped (a variable of a PACS that is not configured stops the start)."""
+    from sidecar.settings import FIXED_NAMES
+
+    kept = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith("SIDECAR_PACS_")
+        or k.removeprefix("SIDECAR_") in FIXED_NAMES
+        or any(k.startswith(f"SIDECAR_PACS_{n.upper()}_") for n in names)
+    }
+    return {**kept, "SIDECAR_PACS": ",".join(names)}
+
+
 def stack_sh(*args: str) -> str:
     # the sidecar that stack.sh may start runs on this interpreter (the one with our deps)
     env = {"PYTHON": sys.executable, **os.environ, "STACK_PACS": " ".join(PACS_NAMES)}

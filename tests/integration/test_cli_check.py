@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, Stack
+from tests.conftest import ROOT, Stack, with_pacs
 
 pytestmark = pytest.mark.stack
 
@@ -25,9 +25,8 @@ def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_check_reports_each_dependency(stack: Stack) -> None:
     env = {
-        **stack.env(),
+        **with_pacs(stack.env(), ["main", "gone"]),
         "SIDECAR_SUBSCRIPTION_ID": "check-test-never-registered",
-        "SIDECAR_PACS": "main,gone",
         "SIDECAR_PACS_GONE_URL": "http://127.0.0.1:9/dicom-web",  # nothing listens on 9
         "SIDECAR_PACS_CONNECT_TIMEOUT_SECONDS": "1",
     }
