@@ -41,6 +41,7 @@ def test_check_reports_each_dependency(stack: Stack) -> None:
 
 
 def test_check_refuses_invalid_settings(stack: Stack) -> None:
+    """A bad setting is exit code 2, as every command's (1: a dependency is down)."""
     done = run_check({**stack.env(), "SIDECAR_PACS_TIMEOUT_SECONDS": "soon"})
-    assert done.returncode == 1
-    assert done.stdout.startswith("settings: invalid: SIDECAR_PACS_TIMEOUT_SECONDS")
+    assert done.returncode == 2
+    assert done.stderr.startswith("settings: invalid: SIDECAR_PACS_TIMEOUT_SECONDS")
