@@ -166,9 +166,33 @@ def stack() -> Iterator[Stack]:
         data_dir=data_dir,
         started_here=[c for c in wanted if c not in before],
     )
-    yield running
+    demo = "sidecar" in before
+    if demo:  # `make demo` left its sidecar running: it would sync the tests' Patients
+        pause_demo(running)
+    try:
+        yield running
+    finally:
+        if demo:
+            stack_sh("up", "sidecar")  # it registers its Subscription again (active)
     if os.environ.get("STACK_TEARDOWN") == "1" and running.started_here:
         stack_sh("down", *running.started_here)
+
+
+DEMO_SUBSCRIPTION = "dicom-fhir-sidecar-patient"
+
+
+def pause_demo(stack: Stack) -> None:
+    """Stop the demo's sidecar (its embedded worker and triggers with it) and turn its
+    Subscription ``off``, so HAPI neither delivers the tests' Patients to it nor waits on a
+    stopped endpoint; the demo's sidecar turns it back on when it starts again."""
+    stack_sh("down", "sidecar")
+    with system_session(stack.env()) as http:
+        url = f"{stack.fhir_base}/Subscription/{DEMO_SUBSCRIPTION}"
+        found = http.get(url, headers={"Cache-Control": "no-cache"})
+        if found.status_code == 200:
+            subscription = {**found.json(), "status": "off"}
+            subscription.pop("meta", None)
+            http.put(url, json=subscription, headers={"Content-Type": "application/fhir+json"})
 
 
 def system_session(env: dict[str, str]) -> requests.Session:

@@ -71,6 +71,8 @@ def sidecar(stack) -> Iterator[Sidecar]:
             "SIDECAR_BEARER_TOKENS": "test-bearer-token",
             # Endpoint.address: this sidecar's own imaging gateway
             "SIDECAR_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            # its own queue: the demo's (var/sidecar) is the demo's
+            "SIDECAR_DATA_DIR": str(stack.data_dir / "test-sidecar"),
             "PYTHONPATH": str(ROOT),
         }
     )
