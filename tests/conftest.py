@@ -22,7 +22,11 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
 PACS_NAMES = ("main", "second")
-PACS_PORTS = {"main": 8042, "second": 8043}
+# as stack.sh: STACK_PACS_PORT_<NAME> moves a PACS off its default port
+PACS_PORTS = {
+    name: int(os.environ.get(f"STACK_PACS_PORT_{name.upper()}", port))
+    for name, port in (("main", 8042), ("second", 8043))
+}
 
 
 @dataclass(frozen=True)
