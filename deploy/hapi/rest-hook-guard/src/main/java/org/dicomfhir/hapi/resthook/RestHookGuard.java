@@ -135,6 +135,8 @@ public class RestHookGuard {
 				streak.open = true;
 				if (marked == Marked.ERROR) {
 					log.warn("Subscription/{} set to error: {}", id, reason);
+				} else {
+					log.info("Subscription/{} is no longer active: dropping its queued deliveries", id);
 				}
 			} catch (RuntimeException e) {
 				// not written: keep the streak so the next failure tries again; this delivery ends here
