@@ -254,6 +254,7 @@ def test_a_crashed_sidecar_recovers_the_whole_loop(stack, fhir_http, tmp_path):
         print(f"Subscription error {time.monotonic() - down:.0f} s after the crash")
         assert f"127.0.0.1:{port} failed for" in stored["error"], stored
 
+        back = time.monotonic()
         proc = start_sidecar(env, port, log)
         wait_until(
             lambda: subscription(fhir_http, base, sub_id).get("status") == "active",
@@ -261,6 +262,7 @@ def test_a_crashed_sidecar_recovers_the_whole_loop(stack, fhir_http, tmp_path):
             0.5,
             what="the Subscription active again (registered by the sidecar at start)",
         )
+        print(f"sidecar back: Subscription active after {time.monotonic() - back:.1f} s")
         queue = read_queue(env)
         try:
 
@@ -271,6 +273,7 @@ def test_a_crashed_sidecar_recovers_the_whole_loop(stack, fhir_http, tmp_path):
                 )
 
             wait_until(synced, 90, 1.0, what="the Patients changed while the sidecar was down")
+            print(f"the Patients written meanwhile synced {time.monotonic() - back:.1f} s after")
         finally:
             queue.close()
     finally:
