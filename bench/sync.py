@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -65,9 +66,9 @@ class LocalStack:
         self.notify_secret = self._env["SIDECAR_NOTIFY_SECRET"]
         self.relay_secret = self._env["SIDECAR_RELAY_SECRET"]
         self.fhir_base = self._env["SIDECAR_FHIR_BASE_URL"]
-        self.pacs_main = PacsServer(
-            "main", f"http://127.0.0.1:{PACS_PORTS['main']}", "orthanc", "orthanc"
-        )
+        # the stack's own port for PACS main (STACK_PACS_PORT_MAIN), as the sidecar gets it
+        orthanc = self._env["SIDECAR_PACS_MAIN_URL"].removesuffix("/dicom-web")
+        self.pacs_main = PacsServer("main", orthanc, "orthanc", "orthanc")
         self.pacs = {"main": self.pacs_main}
 
     def env(self) -> dict[str, str]:
@@ -165,7 +166,10 @@ def run_pacs_burst(
     running = SyncStack(env, port, work)
     registrar = build_registrar(load_settings(env))
     ids = [f"bench-pacs-{backend}-{n}" for n in range(patients)]
-    mrns = [f"BENCH-PACS-{n:03d}" for n in range(patients)]
+    # identifiers of this run only: a Patient an earlier run left behind with the same MRN would
+    # make every Patient of this one an identity conflict, never synced (docs/sync.md)
+    run = uuid.uuid4().hex[:6].upper()
+    mrns = [f"BENCH-PACS-{run}-{n:03d}" for n in range(patients)]
     template = smallest_sample_instance()
     try:
         running.start_web()
@@ -236,32 +240,44 @@ def tear_down(registrar, running, port, http, base, ids, redis_proc, work) -> No
 
 
 def cleanup(http: requests.Session, base: str, ids: list[str]) -> None:
+    """Delete the run's Patients and their ImagingStudies, or fail.
+
+    Another sidecar on the same HAPI (the demo's: its Subscription is ``Patient?`` and its
+    change-log trigger reads the same PACS) syncs these Patients too and may write an
+    ImagingStudy after the search below; HAPI then refuses the Patients' DELETE (409). Left
+    behind, such a Patient claims the same MRN as the next run's (the notify mode's SYNC-nnnn
+    are the same every run): an identity conflict, never synced, a first sync that times out.
+    """
     for start in range(0, len(ids), 50):
         chunk = ids[start : start + 50]
-        studies = http.get(
-            f"{base}/ImagingStudy",
-            params={
-                "subject": ",".join(f"Patient/{i}" for i in chunk),
-                "_elements": "id",
-                "_count": 500,
-            },
-        ).json()
-        entries = [
-            {"request": {"method": "DELETE", "url": f"ImagingStudy/{e['resource']['id']}"}}
-            for e in studies.get("entry", [])
-        ]
-        if entries:
-            http.post(
-                base, json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        for _ in range(5):
+            studies = http.get(
+                f"{base}/ImagingStudy",
+                params={
+                    "subject": ",".join(f"Patient/{i}" for i in chunk),
+                    "_elements": "id",
+                    "_count": 500,
+                },
+                headers={"Cache-Control": "no-cache"},  # HAPI reuses a search for 60 s
+            ).json()
+            entries = [
+                {"request": {"method": "DELETE", "url": f"ImagingStudy/{e['resource']['id']}"}}
+                for e in studies.get("entry", [])
+            ]
+            if entries:
+                http.post(
+                    base, json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+                )
+            patients = [{"request": {"method": "DELETE", "url": f"Patient/{i}"}} for i in chunk]
+            answer = http.post(
+                base, json={"resourceType": "Bundle", "type": "transaction", "entry": patients}
             )
-        http.post(
-            base,
-            json={
-                "resourceType": "Bundle",
-                "type": "transaction",
-                "entry": [{"request": {"method": "DELETE", "url": f"Patient/{i}"}} for i in chunk],
-            },
-        )
+            if answer.status_code != 409:  # 409: an ImagingStudy written since still refers
+                answer.raise_for_status()
+                break
+            time.sleep(1)
+        else:
+            raise RuntimeError("the bench's Patients are still referenced after 5 tries")
 
 
 def main() -> int:

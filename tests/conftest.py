@@ -32,9 +32,10 @@ from authlib.integrations.requests_client import OAuth2Session
 ROOT = Path(__file__).resolve().parents[1]
 STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
 PACS_NAMES = ("main", "second")
+# as stack.sh: STACK_PACS_PORT_<NAME> moves a PACS off its default port
 PACS_PORTS = {
-    name: int(os.environ.get(f"STACK_PACS_PORT_{name.upper()}", default))
-    for name, default in (("main", 8042), ("second", 8043))
+    name: int(os.environ.get(f"STACK_PACS_PORT_{name.upper()}", port))
+    for name, port in (("main", 8042), ("second", 8043))
 }
 
 

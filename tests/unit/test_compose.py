@@ -306,12 +306,14 @@ def test_orthanc_is_debians_with_the_local_stacks_configuration(config: dict) ->
 
 
 def test_the_official_hapi_image_path(official: dict) -> None:
-    """Users of hapiproject/hapi: the jar in /app/extra-classes, named as a custom provider,
-    REST-hook Subscriptions on, PostgreSQL with HAPI's dialect."""
+    """Users of hapiproject/hapi: the jars in /app/extra-classes, the provider named as a custom
+    provider, the REST-hook guard's package scanned, REST-hook Subscriptions on, PostgreSQL with
+    HAPI's dialect."""
     hapi = official["services"]["hapi"]
     assert hapi["build"]["target"] == "official"
     expected = {
         "hapi.fhir.custom-provider-classes": PROVIDER,
+        "hapi.fhir.custom-bean-packages": "org.dicomfhir.hapi.resthook",
         "hapi.fhir.subscription.resthook_enabled": "true",
         "hapi.fhir.fhir_version": "R4",
         "spring.datasource.url": "jdbc:postgresql://postgres:5432/hapi",
@@ -324,6 +326,7 @@ def test_the_official_hapi_image_path(official: dict) -> None:
     official_stage = text.split("AS official", 1)[1]
     assert re.search(r"COPY --from=build \S+/fetch-imaging-provider\.jar", official_stage)
     assert "/app/extra-classes/fetch-imaging-provider.jar" in official_stage
+    assert "/app/extra-classes/rest-hook-guard.jar" in official_stage
     # distroless: no healthcheck to wait for, so its dependants wait for it to start
     assert hapi["healthcheck"] == {"test": ["NONE"]}
     for name in ("sidecar-web-1", "sidecar-web-2", "worker"):

@@ -5,6 +5,7 @@ import ca.uhn.fhir.jpa.subscription.channel.config.SubscriptionChannelConfig;
 import ca.uhn.fhir.jpa.subscription.match.config.SubscriptionProcessorConfig;
 import ca.uhn.fhir.jpa.subscription.match.deliver.email.IEmailSender;
 import ca.uhn.fhir.jpa.subscription.submit.config.SubscriptionSubmitterConfig;
+import org.dicomfhir.hapi.resthook.RestHookGuardConfig;
 import org.hl7.fhir.dstu2.model.Subscription.SubscriptionChannelType;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
@@ -18,9 +19,18 @@ import org.springframework.context.annotation.Import;
  * (no broker). The sidecar registers e.g. {@code Patient?} with payload application/fhir+json and
  * receives {@code PUT {endpoint}/Patient/{id}}; with the subscription-send-delete-messages
  * extension also {@code DELETE {endpoint}/Patient/{id}}.
+ *
+ * <p>{@link RestHookGuardConfig}: each Subscription's deliveries queue up to 1000 behind its own two
+ * threads, and a full queue blocks matching for every Subscription; the guard sets a Subscription
+ * whose endpoint keeps failing to status error before that happens (rest-hook-guard.*).
  */
 @Configuration
-@Import({SubscriptionSubmitterConfig.class, SubscriptionProcessorConfig.class, SubscriptionChannelConfig.class})
+@Import({
+	SubscriptionSubmitterConfig.class,
+	SubscriptionProcessorConfig.class,
+	SubscriptionChannelConfig.class,
+	RestHookGuardConfig.class
+})
 public class SubscriptionConfig {
 
 	@Bean
