@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from sidecar.settings import load_settings  # noqa: E402
 from sidecar.wiring import build_registrar  # noqa: E402
-from tests.conftest import PACS_PORTS, PacsServer, stack_env, system_session  # noqa: E402
+from tests.conftest import PacsServer, stack_env, system_session  # noqa: E402
 from tests.integration.conftest_sync import (  # noqa: E402
     SyncStack,
     keep_alive,
