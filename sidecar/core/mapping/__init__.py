@@ -6,8 +6,9 @@ Public API (other modules code against these names)::
     build_endpoint, build_patient, patient_key, trim_to_detail, validate_r4,
     merge_studies, study_uid_of
 
-The rules are those of docs/dicom-fhir-mapping.md; each module cites the DICOM tags it
-reads.
+Each module states the rules it applies and cites the DICOM tags it reads (PS3.3, PS3.6)
+and the FHIR R4 elements it writes (https://hl7.org/fhir/R4/imagingstudy.html): stage 1,
+``extract.py`` (records -> Facts), stage 2, ``imaging_study.py`` (Facts -> ImagingStudy).
 """
 
 from .detail import trim_to_detail

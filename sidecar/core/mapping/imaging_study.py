@@ -1,5 +1,5 @@
 """Stage 2 of the mapping: merge :class:`~sidecar.core.mapping.extract.Facts` per study and
-build FHIR R4 ImagingStudy dicts (rows of docs: dicom-fhir-mapping.md, "ImagingStudy").
+build FHIR R4 ImagingStudy dicts (https://hl7.org/fhir/R4/imagingstudy.html).
 
 Merging is order-independent: for every element all candidate values are counted and
 the most frequent wins (ties: the smallest ``repr``), so the same records in any order
