@@ -29,6 +29,8 @@ import requests
 import requests.auth
 from authlib.integrations.requests_client import OAuth2Session
 
+from tests import phi
+
 ROOT = Path(__file__).resolve().parents[1]
 STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
 PACS_NAMES = ("main", "second")
@@ -37,6 +39,12 @@ PACS_PORTS = {
     name: int(os.environ.get(f"STACK_PACS_PORT_{name.upper()}", port))
     for name, port in (("main", 8042), ("second", 8043))
 }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` run after every other test of the session: they read what the
+    others left behind (a stable sort keeps everyone else's order)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 @dataclass(frozen=True)
@@ -234,6 +242,7 @@ def fhir_http(stack: Stack) -> Iterator[requests.Session]:
         session.headers.update(
             {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
         )
+        session.hooks["response"].append(phi.remember_sent)  # for the suite's last test
         yield session
 
 

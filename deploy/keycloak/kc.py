@@ -169,11 +169,12 @@ class Keycloak:
         scopes = self.admin("GET", "/client-scopes")
         scope = next(s for s in scopes if s["name"] == AUDIENCE_SCOPE)
         for mapper in scope.get("protocolMappers", []):
-            if mapper["protocolMapper"] == "oidc-audience-mapper":
-                if mapper["config"].get("included.custom.audience") != fhir_base:
-                    mapper["config"]["included.custom.audience"] = fhir_base
-                    path = f"/client-scopes/{scope['id']}/protocol-mappers/models/{mapper['id']}"
-                    self.admin("PUT", path, mapper)
+            config = mapper["config"]
+            audience_mapper = mapper["protocolMapper"] == "oidc-audience-mapper"
+            if audience_mapper and config.get("included.custom.audience") != fhir_base:
+                config["included.custom.audience"] = fhir_base
+                path = f"/client-scopes/{scope['id']}/protocol-mappers/models/{mapper['id']}"
+                self.admin("PUT", path, mapper)
 
     def register_jwt_key(self) -> None:
         """The public half of ``$VAR/keycloak-sidecar-jwt.pem``'s key, as its certificate."""
@@ -202,8 +203,9 @@ class Keycloak:
             return
         client["redirectUris"] = sorted(redirects | wanted)
         client["webOrigins"] = sorted(origins | {origin})
-        logout = set(filter(None, client["attributes"].get("post.logout.redirect.uris", "").split("##")))
-        client["attributes"]["post.logout.redirect.uris"] = "##".join(sorted(logout | {f"{origin}/*"}))
+        attributes = client.setdefault("attributes", {})
+        logout = set(filter(None, attributes.get("post.logout.redirect.uris", "").split("##")))
+        attributes["post.logout.redirect.uris"] = "##".join(sorted(logout | {f"{origin}/*"}))
         self.admin("PUT", f"/clients/{client['id']}", client)
 
     # --- users -----------------------------------------------------------------------------

@@ -61,11 +61,15 @@ def parse_fetch_parameters(
     pairs = list(pairs)
     if len(pairs) > MAX_PAIRS:
         raise BadRequest(f"more than {MAX_PAIRS} parameters")
-    for name, value in pairs:
+    # a caller's text is never quoted back: it may be an MRN, and refusals are logged
+    for position, (name, value) in enumerate(pairs, start=1):
         if name.startswith("_"):
             continue  # _format, _pretty and friends
         if name not in KNOWN:
-            raise BadRequest(f"unknown parameter {name!r} (known: {', '.join(sorted(KNOWN))})")
+            raise BadRequest(
+                f"parameter {position} is not a parameter of $fetch-imaging "
+                f"(known: {', '.join(sorted(KNOWN))})"
+            )
         values.setdefault(name, []).append(value)
     for name in _SINGLE & values.keys():
         if len(values[name]) > 1:
@@ -76,7 +80,7 @@ def parse_fetch_parameters(
     if "patient" in one:
         ref = one["patient"].removeprefix("Patient/")
         if not is_fhir_id(ref):
-            raise BadRequest(f"patient: {one['patient']!r} is not a Patient reference")
+            raise BadRequest("patient: not a Patient reference (Patient/<id>)")
         if patient_id is not None and ref != patient_id:
             raise BadRequest("patient: differs from the Patient in the URL")
         patient_id = ref
@@ -87,7 +91,7 @@ def parse_fetch_parameters(
     if patient_id is None and identifier is None:
         raise BadRequest("identifier is required at type level (Patient/$fetch-imaging)")
     if patient_id is not None and not is_fhir_id(patient_id):
-        raise BadRequest(f"{patient_id!r} is not a valid Patient id")
+        raise BadRequest("the Patient id is not a FHIR id ([A-Za-z0-9-.]{1,64})")
 
     ge, le = date_bounds(values.get("studyDate", []))
     accession = None
@@ -97,7 +101,7 @@ def parse_fetch_parameters(
     if "studyInstanceUid" in one:
         uid = one["studyInstanceUid"].strip().removeprefix("urn:oid:")
         if not qido.is_uid(uid):
-            raise BadRequest(f"studyInstanceUid: {one['studyInstanceUid']!r} is not a DICOM UID")
+            raise BadRequest("studyInstanceUid: not a DICOM UID (PS3.5 9.1)")
     return FetchRequest(
         patient_id=patient_id,
         identifier=identifier,
@@ -121,9 +125,7 @@ def date_bounds(texts: Iterable[str]) -> tuple[date | None, date | None]:
                 raise BadRequest("studyDate: a list of dates (OR) is not supported; repeat for AND")
             match = _DATE.fullmatch(part)
             if not match:
-                raise BadRequest(
-                    f"studyDate: {part[:40]!r} is not [eq|ge|gt|le|lt]YYYY[-MM[-DD[Thh:mm[:ss]]]]"
-                )
+                raise BadRequest("studyDate: a value is not [eq|ge|gt|le|lt]YYYY[-MM[-DD]]")
             prefix, year, month, day = match.group(1) or "eq", *match.group(2, 3, 4)
             try:
                 first, last = _period(int(year), month, day)
@@ -131,7 +133,7 @@ def date_bounds(texts: Iterable[str]) -> tuple[date | None, date | None]:
                 high = {"eq": last, "le": last, "lt": first - timedelta(days=1)}.get(prefix)
             except (ValueError, OverflowError):  # 2021-02-30, year 0, gt9999-12-31, lt0001
                 raise BadRequest(
-                    f"studyDate: {part!r} is not a date in years 1-9999 or leaves none"
+                    "studyDate: a value is not a date in years 1-9999 or leaves none"
                 ) from None
             if low is not None:
                 ge = low if ge is None else max(ge, low)
@@ -189,7 +191,7 @@ def _modalities(texts: Iterable[str]) -> frozenset[str]:
             if system and system != DCM_SYSTEM:
                 raise BadRequest(f"modality: system must be {DCM_SYSTEM}")
             if not qido.is_modality(code):
-                raise BadRequest(f"modality: {token!r} is not a DICOM modality code")
+                raise BadRequest("modality: a code is not a DICOM modality (CS, PS3.3 C.7.3.1.1.1)")
             codes.add(code)
     return frozenset(codes)
 

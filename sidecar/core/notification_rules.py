@@ -42,7 +42,7 @@ class InvalidNotification(ValueError):
 def validate_patient_id(patient_id: str) -> str:
     """A FHIR logical id (R4 ``id``: 1-64 of ``[A-Za-z0-9\\-.]``)."""
     if not is_fhir_id(patient_id):
-        raise InvalidNotification(f"{patient_id!r} is not a valid FHIR resource id")
+        raise InvalidNotification("the URL's Patient id is not a FHIR id ([A-Za-z0-9-.]{1,64})")
     return patient_id
 
 
@@ -68,11 +68,11 @@ def parse_patient_payload(patient_id: str, body: bytes, content_type: str | None
     except BadRequest as exc:
         raise InvalidNotification(exc.diagnostics) from None
     if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
-        kind = resource.get("resourceType") if isinstance(resource, dict) else type(resource)
-        raise InvalidNotification(f"expected a Patient resource, got {kind!r}")
+        # the caller's text is never quoted back (refusals are logged; it may be an MRN)
+        raise InvalidNotification("expected a Patient resource (resourceType Patient)")
     body_id = resource.get("id")
     if body_id is not None and body_id != patient_id:
-        raise InvalidNotification(f"Patient.id {body_id!r} does not match the URL's {patient_id!r}")
+        raise InvalidNotification("Patient.id does not match the id in the URL")
     for name in ("identifier", "link"):
         if name in resource and not isinstance(resource[name], list):
             raise InvalidNotification(f"Patient.{name} must be an array")

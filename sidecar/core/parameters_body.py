@@ -86,51 +86,56 @@ def _pair(param: Any, index: int) -> tuple[str, str]:
     name = param.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest(f"{where}.name must be a non-empty string")
+    # a caller's text is never quoted back (it may be an MRN, and refusals are logged): a
+    # parameter is named when it is one of ours, else by its position
+    label = f"parameter {name!r}" if name in ACCEPTED else where
     if "part" in param or "resource" in param:
-        raise BadRequest(f"parameter {name!r}: part and resource are not supported")
+        raise BadRequest(f"{label}: part and resource are not supported")
     kinds = [k for k in param if k.startswith("value")]
     if len(kinds) != 1:
-        raise BadRequest(f"parameter {name!r} needs exactly one value[x]")
+        raise BadRequest(f"{label} needs exactly one value[x]")
     kind = kinds[0]
+    if not kind.isidentifier() or len(kind) > 40:
+        raise BadRequest(f"{label}: not a FHIR value[x] element")
     accepted = ACCEPTED.get(name)
     if accepted is not None and kind not in accepted:
-        raise BadRequest(f"parameter {name!r} takes {', '.join(sorted(accepted))}, not {kind}")
-    return name, _text(name, kind, param[kind])
+        raise BadRequest(f"{label} takes {', '.join(sorted(accepted))}, not {kind}")
+    return name, _text(label, kind, param[kind])
 
 
-def _text(name: str, kind: str, value: Any) -> str:
+def _text(label: str, kind: str, value: Any) -> str:
     """The value as the query-string form of the same parameter."""
     if kind in _PRIMITIVES:
         if not isinstance(value, _PRIMITIVES[kind]):
-            raise BadRequest(f"parameter {name!r}: {kind} has the wrong JSON type")
+            raise BadRequest(f"{label}: {kind} has the wrong JSON type")
         if isinstance(value, bool):
             return "true" if value else "false"
         return value
     if not isinstance(value, dict):
-        raise BadRequest(f"parameter {name!r}: {kind} must be an object")
+        raise BadRequest(f"{label}: {kind} must be an object")
     if kind == "valueIdentifier":
-        system, text = _strings(name, value, "system", "value")
+        system, text = _strings(label, value, "system", "value")
         if text is None:
-            raise BadRequest(f"parameter {name!r}: valueIdentifier.value is required")
+            raise BadRequest(f"{label}: valueIdentifier.value is required")
         return text if system is None else f"{system}|{text}"
     if kind == "valueCoding":
-        system, code = _strings(name, value, "system", "code")
+        system, code = _strings(label, value, "system", "code")
         if code is None:
-            raise BadRequest(f"parameter {name!r}: valueCoding.code is required")
+            raise BadRequest(f"{label}: valueCoding.code is required")
         return code if system is None else f"{system}|{code}"
     if kind == "valueReference":
-        (reference,) = _strings(name, value, "reference")
+        (reference,) = _strings(label, value, "reference")
         if reference is None:
-            raise BadRequest(f"parameter {name!r}: valueReference.reference is required")
+            raise BadRequest(f"{label}: valueReference.reference is required")
         return reference
-    raise BadRequest(f"parameter {name!r}: {kind} is not supported")
+    raise BadRequest(f"{label}: {kind} is not supported")
 
 
-def _strings(name: str, value: dict[str, Any], *keys: str) -> tuple[str | None, ...]:
+def _strings(label: str, value: dict[str, Any], *keys: str) -> tuple[str | None, ...]:
     out = []
     for key in keys:
         item = value.get(key)
         if item is not None and not isinstance(item, str):
-            raise BadRequest(f"parameter {name!r}: {key} must be a string")
+            raise BadRequest(f"{label}: {key} must be a string")
         out.append(item)
     return tuple(out)

@@ -22,6 +22,8 @@ from typing import Any
 
 import requests
 
+from sidecar.core.mapping.endpoint import REQUIRES_ACCESS_TOKEN
+
 FHIR_JSON = "application/fhir+json"
 #: The sample roster's first patient (sidecar.samples: P-1001, issuer HOSP-A).
 DEMO_SYSTEM = "urn:example:mrn:hosp-a"
@@ -159,11 +161,25 @@ def summary_lines(patient: dict[str, Any], bundle: dict[str, Any]) -> list[str]:
     if url:
         lines.append(f"WADO-RS instance: {url}")
         lines.append(
-            "rendered frame:   curl -fsS "
-            '-u "${ORTHANC_USERNAME:-orthanc}:${ORTHANC_PASSWORD:-orthanc}" '
+            f"rendered frame:   curl -fsS {_credentials(patient, endpoints)} "
             f"-H 'Accept: image/jpeg' '{url}/frames/1/rendered' -o frame.jpg"
         )
     return lines
+
+
+def _credentials(patient: dict[str, Any], endpoints: dict[str, dict[str, Any]]) -> str:
+    """curl's credentials for the WADO-RS root: the patient's own SMART token when the
+    Endpoint is the sidecar's gateway (SMART Imaging Access ``requires-access-token``),
+    else the PACS's basic auth (an Endpoint straight at the PACS)."""
+    gateway = any(
+        e.get("url") == REQUIRES_ACCESS_TOKEN and e.get("valueBoolean")
+        for endpoint in endpoints.values()
+        for e in endpoint.get("extension", [])
+    )
+    if gateway:
+        token = f"deploy/local/stack.sh token --patient Patient/{patient['id']}"
+        return f'-H "Authorization: Bearer $({token})"'
+    return '-u "${ORTHANC_USERNAME:-orthanc}:${ORTHANC_PASSWORD:-orthanc}"'
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """``make demo``'s script on the running stack: it starts nothing twice, shows the automatic
-sync and prints a summary whose WADO-RS URL really retrieves the instance it names; a second
-run duplicates nothing."""
+sync and prints a summary whose WADO-RS URL (the imaging gateway) retrieves the instance it
+names with the Patient's own token; a second run duplicates nothing."""
 
 from __future__ import annotations
 
@@ -76,24 +76,26 @@ def test_demo_script_summary_and_rerun(clean_fhir, fhir_http, sample_data):
         url = WADO_LINE.search(out)
         assert url, out
         sop_uid = url.group(1).rstrip("/").rpartition("/")[2]
-        pacs = clean_fhir.pacs["main"]
-        assert url.group(1).startswith(pacs.dicomweb_url)
+        # Endpoint.address is the sidecar's imaging gateway: the demo Patient's own token
+        assert url.group(1).startswith(f"http://127.0.0.1:{SIDECAR_PORT}/dicomweb/main/")
+        token = stack_sh("token", "--patient", f"Patient/{patient.group(1)}").strip()
+        bearer = {"Authorization": f"Bearer {token}"}
         meta = requests.get(
             f"{url.group(1)}/metadata",
-            auth=pacs.auth,
-            headers={"Accept": "application/dicom+json"},
+            headers={"Accept": "application/dicom+json", **bearer},
             timeout=30,
         )
-        assert meta.status_code == 200
+        assert meta.status_code == 200, meta.text
         assert meta.json()[0]["00080018"]["Value"] == [sop_uid]
         instance = requests.get(
             url.group(1),
-            auth=pacs.auth,
-            headers={"Accept": 'multipart/related; type="application/dicom"'},
+            headers={"Accept": 'multipart/related; type="application/dicom"', **bearer},
             timeout=30,
         )
         assert instance.status_code == 200
         assert sop_uid.encode() in instance.content
+        assert requests.get(url.group(1), timeout=30).status_code == 401  # no token, no pixels
+        assert f"token --patient Patient/{patient.group(1)}" in out
         assert "frames/1/rendered" in out
 
         second = run_demo()

@@ -125,13 +125,12 @@ def _one(fetch: Any, args: argparse.Namespace) -> int:
 
 
 def format_result(result: Any) -> str:
-    """A short, readable summary of a FetchResult (no patient names)."""
+    """A short, readable summary of a FetchResult: resource ids, dates, modalities
+    and counts, never an identifier value, name or birth date (the output of a scheduled
+    run ends up in a log)."""
     patient = result.patient
-    idents = ", ".join(
-        f"{i.get('system', '')}|{i.get('value', '')}" for i in patient.get("identifier") or []
-    )
     lines = [
-        f"Patient/{patient['id']} ({idents}): {len(result.studies)} ImagingStudy "
+        f"Patient/{patient['id']}: {len(result.studies)} ImagingStudy "
         f"({result.created} created, {result.updated} updated, {result.unchanged} unchanged)"
     ]
     for study in result.studies:
