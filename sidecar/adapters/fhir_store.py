@@ -36,7 +36,13 @@ from sidecar.adapters.http import (
 )
 from sidecar.core import retry
 from sidecar.core.fhir_values import is_fhir_id
-from sidecar.core.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
+from sidecar.core.outcome import (
+    FetchError,
+    FhirConflict,
+    FhirRefused,
+    FhirUnavailable,
+    PatientNotFound,
+)
 from sidecar.settings import FhirSettings
 
 log = logging.getLogger(__name__)
@@ -99,9 +105,16 @@ class FhirStore:
             if auth is not None
             else requests_auth(settings.auth, timeout=settings.timeout_seconds)
         )
-        bounded = bounded_hook(settings.timeout_seconds, settings.max_response_bytes)
-        self.client = SyncFHIRClient(
+        self._timeout = settings.timeout_seconds
+        self._bounded = bounded_hook(settings.timeout_seconds, settings.max_response_bytes)
+        self.client = self._client()
+
+    def _client(self, caller_token: str | None = None) -> SyncFHIRClient:
+        """fhirpy's client with our credentials, or (``caller_token``) a caller's bearer
+        token alone; fhirpy opens a connection per request, so one per caller costs nothing."""
+        return SyncFHIRClient(
             self.base_url,
+            authorization=f"Bearer {caller_token}" if caller_token else None,
             # HAPI reuses a search's results for 60 s by default; a fetch must see its writes
             extra_headers={
                 "Cache-Control": "no-cache",
@@ -109,11 +122,11 @@ class FhirStore:
                 "Accept-Encoding": ACCEPT_ENCODING,
             },
             requests_config={
-                "auth": self._auth,
-                "timeout": settings.timeout_seconds,
+                "auth": None if caller_token else self._auth,
+                "timeout": self._timeout,
                 "stream": True,  # read by the bounded hook, not by requests
                 "allow_redirects": False,
-                "hooks": {"response": [bounded, _raise_for_status]},
+                "hooks": {"response": [self._bounded, _raise_for_status]},
             },
         )
 
@@ -265,6 +278,30 @@ class FhirStore:
         )
         return [dict(e) for e in (response or {}).get("entry", [])]
 
+    def batch(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST one batch Bundle (R4 3.1.0.11: each entry on its own); the response entries
+        in order. Retried like an idempotent request when every entry is a PUT."""
+        bundle = {"resourceType": "Bundle", "type": "batch", "entry": entries}
+        idempotent = all((e.get("request") or {}).get("method") == "PUT" for e in entries)
+        response = self._call(
+            lambda: self.client.execute("", method="post", data=bundle), idempotent=idempotent
+        )
+        return [dict(e) for e in (response or {}).get("entry", [])]
+
+    def read_as(self, token: str, resource_type: str, resource_id: str) -> Resource | None:
+        """``GET [type]/[id]`` with the caller's bearer token (not the sidecar's credentials,
+        and never renewed): None when the server says the caller may not (401/403) or that
+        there is nothing (404/410)."""
+        if not is_fhir_id(resource_id):
+            return None
+        client = self._client(token)
+        path = f"{resource_type}/{resource_id}"
+        try:
+            answer = self._call(lambda: client.execute(path, method="get"), as_caller=True)
+        except (FhirNotFound, _CallerRefused):
+            return None
+        return dict(answer) if answer else None
+
     def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[str | None, bool]:
         """Conditional create (R4 transaction ``request.ifNoneExist``): the id of the match or
         of the new resource (None when the server does not say), and whether it was created."""
@@ -283,18 +320,32 @@ class FhirStore:
 
     # -- errors --------------------------------------------------------------------------
 
-    def _call(self, action: Callable[[], T], *, idempotent: bool = True) -> T:
+    def _call(
+        self, action: Callable[[], T], *, idempotent: bool = True, as_caller: bool = False
+    ) -> T:
         """Run one request; map failures to the use case's errors; retry where safe.
 
         Idempotent requests (GET, PUT) are retried after connect errors and 502/503/504;
         a transaction (POST) never is: it may have been applied. A 401 is tried once more
         with a new token (it expired or was revoked), any request: it was not applied.
+        ``as_caller``: the request carries a caller's token, so a 401/403 is that caller's
+        refusal (:class:`_CallerRefused`) and our own token is left alone.
         """
         policy = retry.transient("FHIR request", self._retries if idempotent else 0, _transient)
         try:
+            if as_caller:
+                return policy(action)
             return policy(renewing, self._auth, action, _unauthorized)
-        except (FhirHttpError, requests.RequestException, ValueError) as exc:
+        except FhirHttpError as exc:
+            if as_caller and exc.status in (401, 403):
+                raise _CallerRefused(exc.status) from exc
             raise _translate(exc) from exc
+        except (requests.RequestException, ValueError) as exc:
+            raise _translate(exc) from exc
+
+
+class _CallerRefused(Exception):
+    """A caller's token may not do this (401/403 to a request made as that caller)."""
 
 
 def _id_from_location(location: str) -> str | None:
@@ -337,7 +388,9 @@ def _translate(exc: BaseException) -> FetchError:
             return FhirUnavailable(f"the FHIR server failed (HTTP {status})")
         # the server's own diagnostics may quote the request (an identifier value): they
         # stay on FhirHttpError.outcome, not in a message that is logged and stored
-        return FetchError(f"the FHIR server rejected the request (HTTP {status})", status=502)
+        return FhirRefused(
+            f"the FHIR server rejected the request (HTTP {status})", http_status=status
+        )
     if isinstance(exc, AnswerTooLarge):
         return FhirUnavailable(
             "the FHIR server's answer was larger than SIDECAR_FHIR_MAX_RESPONSE_BYTES"

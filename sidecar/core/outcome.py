@@ -105,6 +105,18 @@ class FhirUnavailable(FetchError):
     status, code = 502, "transient"
 
 
+class FhirRefused(FetchError):
+    """The FHIR server refused a request with a client error (4xx other than 401, 403, 404,
+    409, 410, 412): our request was wrong, so sending it again unchanged will not help
+    (502 to our caller; ``http_status`` is the server's)."""
+
+    status, code = 502, "processing"
+
+    def __init__(self, diagnostics: str, *, http_status: int) -> None:
+        super().__init__(diagnostics)
+        self.http_status = http_status
+
+
 class FhirConflict(FetchError):
     """A write kept conflicting with concurrent writers (409)."""
 
