@@ -269,10 +269,12 @@ def outcome_code(status: int) -> str:
     return "0" if status < 400 else "4" if status < 500 else "8"
 
 
-def retrieval_id(caller_key: str, study_uid: str, pacs: str, status: int, since: float) -> str:
-    """The id of the aggregated event of one (token, study, PACS, outcome) window: the same
-    inputs give the same id, so recording it again replaces it (PUT AuditEvent/{id})."""
-    text = "\n".join((caller_key, study_uid, pacs, str(status), f"{since:.6f}"))
+def retrieval_id(
+    caller_key: str, study_uid: str, pacs: str, status: int, since: float, kind: str = "wado"
+) -> str:
+    """The id of the aggregated event of one (token, study, PACS, outcome, kind) window: the
+    same inputs give the same id, so recording it again replaces it (PUT AuditEvent/{id})."""
+    text = "\n".join((caller_key, study_uid, pacs, str(status), kind, f"{since:.6f}"))
     return "audit-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 

@@ -218,8 +218,9 @@ def test_retrieval_ids_are_deterministic_per_token_study_pacs_outcome_and_window
         audit.retrieval_id("k", "1.2.3", "second", 200, 1000.0),
         audit.retrieval_id("k", "1.2.3", "main", 404, 1000.0),
         audit.retrieval_id("k", "1.2.3", "main", 200, 1060.0),
+        audit.retrieval_id("k", "1.2.3", "main", 200, 1000.0, "qido"),
     }
-    assert base not in others and len(others) == 5 and len(base) <= 64
+    assert base not in others and len(others) == 6 and len(base) <= 64
 
 
 def test_dereferenced_keeps_references_as_text():
