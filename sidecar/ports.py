@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sidecar.core.caller import Caller
 from sidecar.core.qido import StudyCriteria
 from sidecar.core.sync_state import PatientSyncState
 
@@ -264,6 +265,15 @@ class AuditOutbox(AuditSink, Protocol):
         ...
 
     def count(self) -> int: ...
+
+
+class CallerTokens(Protocol):
+    """The authorization server's bearer tokens, validated (``adapters/tokens.py``)."""
+
+    def caller(self, authorization: str | None) -> Caller:
+        """The caller of an ``Authorization`` header value; ``Unauthorized`` (401) when it
+        carries no bearer token, ``InvalidToken`` (401) when the token is not valid here."""
+        ...
 
 
 class BackfillCheckpoint(Protocol):

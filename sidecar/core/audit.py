@@ -35,7 +35,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from sidecar.core.caller import Caller
 from sidecar.core.mapping import imaging_study_id
@@ -257,7 +256,8 @@ def query_text(parameters: Iterable[tuple[str, str]]) -> str:
     parameters = list(parameters)
     kept = [(n, v) for n, v in parameters if n in RECORDED_VALUES]
     omitted = sorted({n for n, _ in parameters if n in NAMES_ONLY})
-    text = "$fetch-imaging" + (f"?{urlencode(kept)}" if kept else "")
+    # a description, not a URL to send: values as the caller gave them (codes, dates, UIDs)
+    text = "$fetch-imaging" + ("?" + "&".join(f"{n}={v}" for n, v in kept) if kept else "")
     if omitted:
         text += f" (values not recorded: {', '.join(omitted)})"
     return text

@@ -60,7 +60,7 @@ from sidecar.core.pacs_answers import (
     refuse_mixed_issuers,
     row_owner,
 )
-from sidecar.ports import FhirServer, Pacs, Record, Resource
+from sidecar.ports import AuditSink, FhirServer, Pacs, Record, Resource
 from sidecar.settings import PacsSettings, Settings
 from sidecar.usecases import patients
 
@@ -87,10 +87,18 @@ class FetchImaging:
     number of concurrent fetches queue, never deadlock.
     """
 
-    def __init__(self, settings: Settings, fhir: FhirServer, pacs: dict[str, Pacs]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        fhir: FhirServer,
+        pacs: dict[str, Pacs],
+        audit: AuditSink | None = None,
+    ) -> None:
         self.settings = settings
         self.fhir = fhir
         self.pacs = pacs
+        #: where each ImagingStudy written is recorded (docs/audit.md); None: nowhere
+        self.audit = audit
         self._pool = ThreadPoolExecutor(3 * len(pacs) + 6, thread_name_prefix="fetch")
 
     def close(self) -> None:

@@ -31,7 +31,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from sidecar.ports import PendingEvent, Resource
+from sidecar.ports import AuditOutbox, PendingEvent, Resource
+from sidecar.settings import SyncSettings
 from subscription_handlers.adapters.sqlite_file import SqliteFile
 
 log = logging.getLogger(__name__)
@@ -121,13 +122,27 @@ return removed
 """
 
 
+def open_outbox(settings: SyncSettings) -> AuditOutbox:
+    """The outbox in the queue's storage: its Redis (the ledger's key prefix, a connection
+    of its own) or a table of its SQLite file."""
+    if settings.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+        prefix = f"dicom-fhir.sync.{settings.queue_name}"
+        return RedisAuditOutbox(client, prefix, owns_client=True)
+    assert settings.queue_path is not None  # Settings fills it in from SIDECAR_DATA_DIR
+    return SqliteAuditOutbox(settings.queue_path)
+
+
 class RedisAuditOutbox:
     """Events in the queue's Redis under ``<prefix>:audit:*`` (the ledger's prefix)."""
 
     STORE = "redis"
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, prefix: str, *, owns_client: bool = False) -> None:
         self.redis = client
+        self._owns_client = owns_client
         self._events = f"{prefix}:audit:events"
         self._versions = f"{prefix}:audit:versions"
         self._order = f"{prefix}:audit:order"
@@ -177,7 +192,8 @@ class RedisAuditOutbox:
         return int(self.redis.zcard(self._order))
 
     def close(self) -> None:
-        """The Redis connection belongs to the queue."""
+        if self._owns_client:
+            self.redis.close()
 
 
 def _text(value: bytes | str) -> str:
