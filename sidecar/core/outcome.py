@@ -64,6 +64,16 @@ class PatientNotFound(FetchError):
     status, code = 404, "not-found"
 
 
+class PatientNotVisible(PatientNotFound):
+    """The Patient exists but the caller's token may not read it: answered exactly like a
+    Patient that does not exist (404, same text), so the answer never tells that it exists;
+    ``patient_id`` is for the audit only, never for the answer."""
+
+    def __init__(self, diagnostics: str, *, patient_id: str) -> None:
+        super().__init__(diagnostics)
+        self.patient_id = patient_id
+
+
 class AmbiguousPatient(FetchError):
     """An identifier matches more than one Patient (409)."""
 

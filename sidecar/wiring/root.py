@@ -66,7 +66,7 @@ def build(settings: Settings | None = None) -> Services:
         sink,
         settings.audit.window_seconds,
         settings.audit.flush_seconds,
-        observer=observer(settings),
+        observer=Observer.of(settings),
     )
     return Services(
         settings,
@@ -83,11 +83,6 @@ def build(settings: Settings | None = None) -> Services:
         retrievals=retrievals,
         tokens=TokenValidator(settings.auth) if settings.auth.issuer else None,
     )
-
-
-def observer(settings: Settings) -> Observer:
-    """How this sidecar names itself in AuditEvents: its public URL, its FHIR server."""
-    return Observer(address=settings.public_url, fhir_base=settings.fhir.base_url)
 
 
 def backfill(fetch: FetchImaging, data_dir: Path, options: BackfillOptions) -> Backfill:
