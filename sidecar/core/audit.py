@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 DICOM_UID = "urn:dicom:uid"
+BALP_ENTITY_TYPE = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 
 #: R4 AuditEvent.agent.network.type: 2 IP address, 5 URI
 NETWORK_IP, NETWORK_URI = "2", "5"
@@ -68,6 +70,8 @@ RECORDED_VALUES = frozenset(
     {"patient", "modality", "studyDate", "studyInstanceUid", "detail", "persist"}
 )
 NAMES_ONLY = frozenset({"identifier", "accession"})
+#: an ``X-Request-Id`` recorded as it is (a caller sets it: anything else is left out)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,13 @@ def fetch_event(
     at: datetime,
     *,
     address: str | None = None,
+    request_id: str | None = None,
     observer: Observer = SIDECAR,
 ) -> Event:
     """One ``$fetch-imaging`` call (BALP PatientQuery: action E, the query as an entity,
-    the Patient when known; the ImagingStudies it answered with as Domain Resources).
-    ``caller`` None: a caller with a sidecar credential and no user token."""
+    the Patient when known; the ImagingStudies it answered with as Domain Resources; the
+    ``X-Request-Id`` as BALP's transaction entity). ``caller`` None: a caller with a
+    sidecar credential and no user token."""
     text = query_text(parameters)
     entities = [_patient(patient_id)] if patient_id else []
     entities.append(
@@ -126,6 +132,7 @@ def fetch_event(
         }
     )
     entities += [_study(sid) for sid in study_ids]
+    entities += _transaction(request_id)
     return _event(
         subtypes=("operation", "search-type"),
         action="E",
@@ -223,6 +230,7 @@ def refusal_event(
     *,
     patient_id: str | None = None,
     action: str = "E",
+    request_id: str | None = None,
     observer: Observer = SIDECAR,
 ) -> Event:
     """An attempt refused (FHIR core security "Access Denied": outcome 4, minor failure):
@@ -238,6 +246,7 @@ def refusal_event(
             "description": what,
         }
     )
+    entities += _transaction(request_id)
     event = _event(
         subtypes=(),
         action=action,
@@ -258,12 +267,13 @@ def refusal_event(
 def query_text(parameters: Iterable[tuple[str, str]]) -> str:
     """``$fetch-imaging?modality=CT&...``: the parameters whose values may be recorded, then
     the names of those whose values may not (``identifier``, ``accession``); unknown names
-    are left out (their values could be anything)."""
+    are left out (their values could be anything). An empty value is shown as the name
+    alone (a request refused before its values were checked passes names only)."""
     parameters = list(parameters)
-    kept = [(n, v) for n, v in parameters if n in RECORDED_VALUES]
+    kept = [f"{n}={v}" if v else n for n, v in parameters if n in RECORDED_VALUES]
     omitted = sorted({n for n, _ in parameters if n in NAMES_ONLY})
     # a description, not a URL to send: values as the caller gave them (codes, dates, UIDs)
-    text = "$fetch-imaging" + ("?" + "&".join(f"{n}={v}" for n, v in kept) if kept else "")
+    text = "$fetch-imaging" + ("?" + "&".join(kept) if kept else "")
     if omitted:
         text += f" (values not recorded: {', '.join(omitted)})"
     return text
@@ -412,6 +422,18 @@ def _study(study_id: str) -> dict[str, Any]:
         "role": _coding(OBJECT_ROLE, "4", "Domain Resource"),
         "name": f"ImagingStudy/{study_id}",
     }
+
+
+def _transaction(request_id: str | None) -> list[dict[str, Any]]:
+    """BALP's transaction entity: the ``X-Request-Id`` that the log lines carry too."""
+    if not request_id or not _REQUEST_ID.match(request_id):
+        return []
+    return [
+        {
+            "what": {"identifier": {"value": request_id}},
+            "type": _coding(BALP_ENTITY_TYPE, "XrequestId", "X-Request-Id"),
+        }
+    ]
 
 
 def _without_reference(part: Mapping[str, Any], key: str) -> dict[str, Any]:
