@@ -26,9 +26,9 @@ lint:
 	$(PYTHON) -m ruff check sidecar subscription_handlers tests bench
 	$(PYTHON) -m ruff format --check sidecar subscription_handlers tests bench
 
-java-test: ## the operation provider's and the HAPI server's unit tests (offline once Surefire's test runner is cached)
-	mvn -B -q -o -f deploy/hapi/pom.xml -pl fetch-imaging-provider,server test 2>/dev/null || \
-	  mvn -B -q -f deploy/hapi/pom.xml -pl fetch-imaging-provider,server test
+java-test: ## the operation provider's, the token enforcement's and the HAPI server's unit tests (offline once Surefire's test runner is cached)
+	mvn -B -q -o -f deploy/hapi/pom.xml -pl fetch-imaging-provider,smart-auth,server test 2>/dev/null || \
+	  mvn -B -q -f deploy/hapi/pom.xml -pl fetch-imaging-provider,smart-auth,server test
 
 py-test: ## pytest; the session fixtures bring the stack up when it is not running
 	$(PYTHON) -m pytest -q -ra

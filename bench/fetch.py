@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import sys
 import time
@@ -41,12 +42,14 @@ from sidecar.core.fetch_request import FetchRequest  # noqa: E402
 from sidecar.core.mapping import imaging_study_id  # noqa: E402
 from sidecar.core.outcome import FetchError, FhirConflict, PatientNotFound  # noqa: E402
 from sidecar.settings import load_settings  # noqa: E402
+from tests.conftest import SystemTokenAuth, stack_env  # noqa: E402
 
 SYSTEM = "urn:example:mrn:bench"
 ISSUER = "BENCH"
 SERIES, INSTANCES = 3, 50
-FHIR = "http://127.0.0.1:8080/fhir"
-PACS = "http://127.0.0.1:8042"
+# the local stack's (STACK_HAPI_PORT, STACK_PACS_PORT_MAIN); its HAPI enforces SMART tokens
+FHIR = f"http://127.0.0.1:{os.environ.get('STACK_HAPI_PORT', '8080')}/fhir"
+PACS = f"http://127.0.0.1:{os.environ.get('STACK_PACS_PORT_MAIN', '8042')}"
 AUTH = ("orthanc", "orthanc")
 
 
@@ -243,8 +246,11 @@ def main() -> None:
     parser.add_argument("--fhir", default=FHIR)
     args = parser.parse_args()
     PACS, FHIR = args.pacs.rstrip("/"), args.fhir.rstrip("/")
+    # the stack's FHIR credentials (the sidecar's client credentials), with its base overridden
+    fhir_env = {k: v for k, v in stack_env().items() if k.startswith("SIDECAR_FHIR_")}
     settings = load_settings(
         {
+            **fhir_env,
             "SIDECAR_FHIR_BASE_URL": FHIR,
             "SIDECAR_PACS_MAIN_URL": f"{PACS}/dicom-web",
             "SIDECAR_PACS_MAIN_USERNAME": AUTH[0],
@@ -255,6 +261,7 @@ def main() -> None:
     )
     fetch = wiring.build(settings).fetch
     http = Session()
+    http.auth = SystemTokenAuth(fhir_env)  # the sidecar's system token, renewed before expiry
     http.headers.update({"Content-Type": "application/fhir+json", "Cache-Control": "no-cache"})
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from sidecar.settings import load_settings  # noqa: E402
 from sidecar.wiring import build_registrar  # noqa: E402
-from tests.conftest import PacsServer, stack_sh  # noqa: E402
+from tests.conftest import PACS_PORTS, PacsServer, stack_env, system_session  # noqa: E402
 from tests.integration.conftest_sync import (  # noqa: E402
     SyncStack,
     keep_alive,
@@ -61,16 +61,13 @@ class LocalStack:
     """What sync_environment needs from the test fixture, read from stack.sh."""
 
     def __init__(self) -> None:
-        self._env = {
-            k: v
-            for k, v in (
-                line.removeprefix("export ").split("=", 1) for line in stack_sh("env").splitlines()
-            )
-        }
+        self._env = stack_env()
         self.notify_secret = self._env["SIDECAR_NOTIFY_SECRET"]
         self.relay_secret = self._env["SIDECAR_RELAY_SECRET"]
         self.fhir_base = self._env["SIDECAR_FHIR_BASE_URL"]
-        self.pacs_main = PacsServer("main", "http://127.0.0.1:8042", "orthanc", "orthanc")
+        self.pacs_main = PacsServer(
+            "main", f"http://127.0.0.1:{PACS_PORTS['main']}", "orthanc", "orthanc"
+        )
         self.pacs = {"main": self.pacs_main}
 
     def env(self) -> dict[str, str]:
@@ -83,7 +80,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_backend(stack: LocalStack, backend: str, patients: int) -> dict[str, float]:
-    http = requests.Session()
+    http = system_session(stack.env())  # HAPI enforces SMART tokens
     http.headers.update({"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
     redis_proc = None
     work = Path(tempfile.mkdtemp(prefix=f"bench-sync-{backend}-"))
@@ -153,7 +150,7 @@ def run_pacs_burst(
     from its store in Orthanc to its ImagingStudy on HAPI."""
     from tests.integration.test_convergence import TRIGGERS, new_study
 
-    http = requests.Session()
+    http = system_session(stack.env())  # HAPI enforces SMART tokens
     http.headers.update(
         {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON, "Cache-Control": "no-cache"}
     )

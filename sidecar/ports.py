@@ -23,11 +23,10 @@ A new kind of PACS (a DIMSE C-FIND bridge, a vendor API) is a new adapter that i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sidecar.core.caller import Caller
 from sidecar.core.qido import StudyCriteria
 from sidecar.core.sync_state import PatientSyncState
 
@@ -83,6 +82,25 @@ class Pacs(Protocol):
         """One cheap request; raises when the PACS cannot answer."""
         ...
 
+    def search(self, path: str, query: str) -> list[Record]:
+        """One QIDO-RS answer for a path and query the imaging gateway validated."""
+        ...
+
+    def retrieve(self, path: str, query: str, headers: Mapping[str, str]) -> Retrieval:
+        """A WADO-RS answer, streamed, for a path the imaging gateway validated."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Retrieval(Protocol):
+    """A PACS answer being streamed to a client: status, headers, then the bytes."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> Iterator[bytes]: ...
+
     def close(self) -> None: ...
 
 
@@ -133,6 +151,16 @@ class FhirServer(Protocol):
 
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]: ...
 
+    def read_as(self, token: str, resource_type: str, resource_id: str) -> Resource | None:
+        """A read with a caller's own token (None: missing, or not for this caller)."""
+        ...
+
+    def search_as(
+        self, token: str, resource_type: str, params: dict[str, Any], *, limit: int
+    ) -> list[Resource]:
+        """One page of a search with a caller's own token: what the server shows it."""
+        ...
+
     def was_deleted(self, resource_type: str, resource_id: str) -> bool:
         """Whether the server says the resource was deleted (410, or a DELETE in its
         history); a plain 404 is no proof."""
@@ -164,11 +192,6 @@ class FhirServer(Protocol):
         """One batch Bundle: each entry succeeds or fails on its own (R4 3.1.0.11); the
         response entries in order (``response.status`` per entry). ``FhirUnavailable`` when
         the server cannot take it at all, ``FhirRefused`` when it refuses the whole Bundle."""
-        ...
-
-    def read_as(self, token: str, resource_type: str, resource_id: str) -> Resource | None:
-        """One read with a caller's bearer token instead of the sidecar's credentials: what
-        that caller may see. None when the server answers 401, 403, 404 or 410."""
         ...
 
     def put(self, resource: Resource) -> Resource: ...
@@ -265,15 +288,6 @@ class AuditOutbox(AuditSink, Protocol):
         ...
 
     def count(self) -> int: ...
-
-
-class CallerTokens(Protocol):
-    """The authorization server's bearer tokens, validated (``adapters/tokens.py``)."""
-
-    def caller(self, authorization: str | None) -> Caller:
-        """The caller of an ``Authorization`` header value; ``Unauthorized`` (401) when it
-        carries no bearer token, ``InvalidToken`` (401) when the token is not valid here."""
-        ...
 
 
 class BackfillCheckpoint(Protocol):

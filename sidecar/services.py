@@ -10,20 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.ports import (
-    AuditSink,
-    CallerTokens,
-    ChangeLog,
-    FhirServer,
-    Pacs,
-    Registration,
-    SyncQueue,
-    Trigger,
-)
+from sidecar.adapters.tokens import TokenValidator
+from sidecar.ports import AuditSink, ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
 from sidecar.settings import Settings
 from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
+from sidecar.usecases.gateway import ImagingGateway
 
 
 @dataclass
@@ -41,14 +34,16 @@ class Services:
     orthanc: dict[str, ChangeLog] = field(default_factory=dict)
     #: ``backfill(BackfillOptions) -> Backfill``: one run over one PACS, with its checkpoint
     backfill: Callable[[BackfillOptions], Backfill] | None = None
+    #: bearer tokens of the authorization server -> Caller (None: SIDECAR_AUTH_* not set)
+    tokens: TokenValidator | None = None
+    #: the imaging gateway's decisions and answers (None without tokens)
+    gateway: ImagingGateway | None = None
     #: /healthz's report, probed at most every few seconds (sidecar/usecases/health.py)
     health: Callable[[], dict[str, Any]] = lambda: {"status": "ok"}  # noqa: E731
     #: where AuditEvents go (docs/audit.md): the durable outbox, or NoAudit when it is off
     audit: AuditSink = field(default_factory=NoAudit)
     #: the imaging gateway's retrievals, summarised into AuditEvents (``seen(...)``)
     retrievals: RetrievalAggregator | None = None
-    #: the authorization server's tokens (``SIDECAR_AUTH_ISSUER``); None when not configured
-    tokens: CallerTokens | None = None
 
     def close(self) -> None:
         if self.retrievals is not None:

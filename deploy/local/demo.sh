@@ -11,17 +11,21 @@ cd "$ROOT"
 
 say() { printf '\n== %s\n' "$*"; }
 
-say "starting the local stack (HAPI FHIR, Orthanc PACS main, the sidecar)"
-bash "$STACK" up hapi pacs-main sidecar
+say "starting the local stack (Keycloak, HAPI FHIR, Orthanc PACS main, the sidecar)"
+bash "$STACK" up hapi pacs-main sidecar  # hapi brings Keycloak up first (STACK_AUTH=none: not)
 eval "$(bash "$STACK" env)"
 export ORTHANC_PASSWORD="${ORTHANC_PASSWORD:-orthanc}"
 
 say "loading the sample studies into PACS main (instances already there are skipped)"
-"$PY" -m sidecar.samples load --orthanc http://127.0.0.1:8042 --user "${ORTHANC_USERNAME:-orthanc}"
+"$PY" -m sidecar.samples load --orthanc "http://127.0.0.1:${STACK_PACS_PORT_MAIN:-8042}" --user "${ORTHANC_USERNAME:-orthanc}"
 
 say "registering the Patient Subscription and the \$fetch-imaging OperationDefinition"
 "$PY" -m sidecar register >/dev/null
 echo "Subscription active"
 
 say "the demo Patient, its automatic sync, and \$fetch-imaging on the FHIR server"
-"$PY" -m sidecar.samples.demo --fhir "$SIDECAR_FHIR_BASE_URL"
+# HAPI enforces SMART tokens: the demo creates the demo Patient, so it acts as the sidecar's own
+# client (system/*.cruds). `stack.sh token --patient Patient/ID` gives a patient's token instead.
+DEMO_FHIR_TOKEN=""
+[[ ${STACK_AUTH:-smart} == none ]] || DEMO_FHIR_TOKEN="$(bash "$STACK" token --system)"
+DEMO_FHIR_TOKEN="$DEMO_FHIR_TOKEN" "$PY" -m sidecar.samples.demo --fhir "$SIDECAR_FHIR_BASE_URL"

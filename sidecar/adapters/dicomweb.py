@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ from prometheus_client import Histogram
 from sidecar.adapters.http import AnswerTooLarge, pooled_session, renewing, requests_auth
 from sidecar.core import qido
 from sidecar.core.outcome import PacsTimeout, PacsUnavailable
-from sidecar.ports import PatientStudies, Record
+from sidecar.ports import PatientStudies, Record, Retrieval
 from sidecar.settings import PacsSettings, QidoSettings
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,32 @@ class DicomwebPacs:
             )
         return records
 
+    # -- the imaging gateway: a client's request, on its behalf ---------------------------
+
+    def search(self, path: str, query: str) -> list[Record]:
+        """One QIDO-RS answer of ``{url}/{path}?{query}`` (a path and query the gateway
+        rebuilt from validated parts), bounded like every answer."""
+        url = f"{self.settings.url}/{path}" + (f"?{query}" if query else "")
+        return self._timed("gateway", lambda: self._get_rows(url))[0]
+
+    def retrieve(self, path: str, query: str, headers: Mapping[str, str]) -> Retrieval:
+        """A WADO-RS answer of ``{url}/{path}``, streamed (never a whole study in memory):
+        ``Accept`` and ``Range`` as the client sent them, identity encoding (the bytes go
+        on as they come), our credentials. A 401 fetches a new token once."""
+        url = f"{self.settings.url}/{path}" + (f"?{query}" if query else "")
+        sent = {k: v for k, v in headers.items() if k.lower() in ("accept", "range")}
+        sent.setdefault("Accept", "*/*")
+        sent["Accept-Encoding"] = "identity"
+
+        def call() -> requests.Response:
+            response = self._session.get(url, headers=sent, stream=True, timeout=self._timeout)
+            if response.status_code == 401:
+                response.close()
+                response.raise_for_status()
+            return response
+
+        return _Streamed(self._timed("retrieve", call))
+
     # -- health ------------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -273,3 +299,23 @@ def timed(pacs: str, level: str, call: Callable[[], T], *, auth: Any = None) -> 
         ) from exc
     finally:
         QIDO_SECONDS.labels(pacs, level, outcome).observe(time.perf_counter() - started)
+
+
+class _Streamed:
+    """A PACS answer on its way to a client (implements :class:`sidecar.ports.Retrieval`)."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers = dict(response.headers)
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            yield from self._response.raw.stream(self.CHUNK, decode_content=False)
+        finally:
+            self._response.close()
+
+    def close(self) -> None:
+        self._response.close()

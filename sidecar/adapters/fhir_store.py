@@ -75,6 +75,12 @@ class FhirHttpError(Exception):
         return text[:300] or "no OperationOutcome"
 
 
+class CallerRefused(FetchError):
+    """The FHIR server refused a caller's own token (401/403) on a request made as it."""
+
+    status, code = 403, "forbidden"
+
+
 class FhirNotFound(FetchError):
     """A read found nothing (HTTP 404, or 410 Gone: ``http_status``)."""
 
@@ -105,16 +111,9 @@ class FhirStore:
             if auth is not None
             else requests_auth(settings.auth, timeout=settings.timeout_seconds)
         )
-        self._timeout = settings.timeout_seconds
-        self._bounded = bounded_hook(settings.timeout_seconds, settings.max_response_bytes)
-        self.client = self._client()
-
-    def _client(self, caller_token: str | None = None) -> SyncFHIRClient:
-        """fhirpy's client with our credentials, or (``caller_token``) a caller's bearer
-        token alone; fhirpy opens a connection per request, so one per caller costs nothing."""
-        return SyncFHIRClient(
+        bounded = bounded_hook(settings.timeout_seconds, settings.max_response_bytes)
+        self.client = SyncFHIRClient(
             self.base_url,
-            authorization=f"Bearer {caller_token}" if caller_token else None,
             # HAPI reuses a search's results for 60 s by default; a fetch must see its writes
             extra_headers={
                 "Cache-Control": "no-cache",
@@ -122,11 +121,11 @@ class FhirStore:
                 "Accept-Encoding": ACCEPT_ENCODING,
             },
             requests_config={
-                "auth": None if caller_token else self._auth,
-                "timeout": self._timeout,
+                "auth": self._auth,
+                "timeout": settings.timeout_seconds,
                 "stream": True,  # read by the bounded hook, not by requests
                 "allow_redirects": False,
-                "hooks": {"response": [self._bounded, _raise_for_status]},
+                "hooks": {"response": [bounded, _raise_for_status]},
             },
         )
 
@@ -154,6 +153,55 @@ class FhirStore:
         if patient is None:
             raise PatientNotFound(f"Patient/{patient_id} is not known")
         return patient
+
+    # -- as a caller (the imaging gateway, $fetch-imaging's patient check) ---------------
+
+    def read_as(self, token: str, resource_type: str, resource_id: str) -> Resource | None:
+        """``GET [type]/[id]`` with a caller's own token: None when missing or refused to
+        that caller (401/403/404/410: the server decides, and a refusal says nothing)."""
+        if not is_fhir_id(resource_id):
+            return None
+        client = self._as(token)
+        try:
+            return dict(
+                self._call(
+                    lambda: client.execute(f"{resource_type}/{resource_id}", method="get"),
+                    as_caller=True,
+                )
+            )
+        except (FhirNotFound, CallerRefused):
+            return None
+
+    def search_as(
+        self, token: str, resource_type: str, params: dict[str, Any], *, limit: int
+    ) -> list[Resource]:
+        """One page of a search with a caller's own token (refused: nothing)."""
+        client = self._as(token)
+        try:
+            bundle = self._call(
+                lambda: client.execute(
+                    resource_type, method="get", params={**params, "_count": limit}
+                ),
+                as_caller=True,
+            )
+        except CallerRefused:
+            return []
+        return [
+            e["resource"]
+            for e in (bundle or {}).get("entry") or []
+            if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e
+        ][:limit]
+
+    def _as(self, token: str) -> SyncFHIRClient:
+        """A client that sends the caller's token instead of ours (same bounds, no retry of
+        a 401: it is the caller's token that is refused)."""
+        config = {**self.client.requests_config, "auth": None}
+        return SyncFHIRClient(
+            self.base_url,
+            authorization=f"Bearer {token}",
+            extra_headers=dict(self.client.extra_headers or {}),
+            requests_config=config,
+        )
 
     def was_deleted(self, resource_type: str, resource_id: str) -> bool:
         """Whether the server says this resource was deleted: a read answers 410 Gone, or
@@ -288,20 +336,6 @@ class FhirStore:
         )
         return [dict(e) for e in (response or {}).get("entry", [])]
 
-    def read_as(self, token: str, resource_type: str, resource_id: str) -> Resource | None:
-        """``GET [type]/[id]`` with the caller's bearer token (not the sidecar's credentials,
-        and never renewed): None when the server says the caller may not (401/403) or that
-        there is nothing (404/410)."""
-        if not is_fhir_id(resource_id):
-            return None
-        client = self._client(token)
-        path = f"{resource_type}/{resource_id}"
-        try:
-            answer = self._call(lambda: client.execute(path, method="get"), as_caller=True)
-        except (FhirNotFound, _CallerRefused):
-            return None
-        return dict(answer) if answer else None
-
     def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[str | None, bool]:
         """Conditional create (R4 transaction ``request.ifNoneExist``): the id of the match or
         of the new resource (None when the server does not say), and whether it was created."""
@@ -326,10 +360,9 @@ class FhirStore:
         """Run one request; map failures to the use case's errors; retry where safe.
 
         Idempotent requests (GET, PUT) are retried after connect errors and 502/503/504;
-        a transaction (POST) never is: it may have been applied. A 401 is tried once more
-        with a new token (it expired or was revoked), any request: it was not applied.
-        ``as_caller``: the request carries a caller's token, so a 401/403 is that caller's
-        refusal (:class:`_CallerRefused`) and our own token is left alone.
+        a transaction (POST) never is: it may have been applied. A 401 to our own token is
+        tried once more with a new one (it expired or was revoked: nothing was applied); a
+        401/403 to a caller's token is that caller's refusal (:class:`CallerRefused`).
         """
         policy = retry.transient("FHIR request", self._retries if idempotent else 0, _transient)
         try:
@@ -338,14 +371,10 @@ class FhirStore:
             return policy(renewing, self._auth, action, _unauthorized)
         except FhirHttpError as exc:
             if as_caller and exc.status in (401, 403):
-                raise _CallerRefused(exc.status) from exc
+                raise CallerRefused("the FHIR server refused the caller") from exc
             raise _translate(exc) from exc
         except (requests.RequestException, ValueError) as exc:
             raise _translate(exc) from exc
-
-
-class _CallerRefused(Exception):
-    """A caller's token may not do this (401/403 to a request made as that caller)."""
 
 
 def _id_from_location(location: str) -> str | None:

@@ -19,7 +19,8 @@ Pure decisions (no I/O), used by the use case before anything is queried or writ
 - In both, a Patient that was merged away (``link.type = replaced-by``) claims nothing: one
   rule, :func:`live_keys`.
 - :func:`identifier_mapping_for`, :func:`patient_resource`: the identifier and the Patient
-  a PACS patient gets when the backfill or a trigger may create it.
+  a PACS patient gets when the backfill or a trigger may create it
+  (:func:`identifier_mapping_in`: the same rule over any list of mappings, for ``convert``).
 
 References: FHIR R4 Patient.identifier.use / period, Patient.link
 (https://hl7.org/fhir/R4/patient-definitions.html); DICOM PS3.3 C.7.1.1 (Patient Module).
@@ -28,7 +29,7 @@ References: FHIR R4 Patient.identifier.use / period, Patient.link
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -248,18 +249,27 @@ def tokens_for(pacs: PacsSettings, who: DicomPatient) -> list[str]:
 
 
 def identifier_mapping_for(pacs: PacsSettings, issuer: str | None) -> IdentifierMapping | None:
-    """The identifier system a PACS patient gets when a Patient is created for it.
+    """The identifier system a PACS patient gets when a Patient is created for it: the rule
+    of :func:`identifier_mapping_in` over this PACS's ``patient_identifiers``."""
+    return identifier_mapping_in(pacs.patient_identifiers, issuer)
+
+
+def identifier_mapping_in(
+    mappings: Sequence[IdentifierMapping], issuer: str | None
+) -> IdentifierMapping | None:
+    """The mapping that gives a patient of this IssuerOfPatientID (0010,0021) its system.
 
     A mapping with this exact issuer wins. A mapping without issuer (values are PatientIDs
-    alone) serves patients without issuer, and patients with an issuer only when the PACS
-    maps no issuer at all: otherwise the same PatientID under two issuers would become one
+    alone) serves patients without issuer, and patients with an issuer only when no mapping
+    names an issuer at all: otherwise the same PatientID under two issuers would become one
     FHIR Patient. None: this patient cannot be given an identifier (refused with a warning).
+    ``dicom-fhir convert --patient-identifiers`` applies the same rule to files.
     """
-    exact = next((m for m in pacs.patient_identifiers if m.issuer == issuer), None)
+    exact = next((m for m in mappings if m.issuer == issuer), None)
     if exact is not None or issuer is None:
         return exact
-    if all(m.issuer is None for m in pacs.patient_identifiers):
-        return next(iter(pacs.patient_identifiers), None)
+    if all(m.issuer is None for m in mappings):
+        return next(iter(mappings), None)
     return None
 
 

@@ -36,9 +36,11 @@ DEMO_PATIENT: dict[str, Any] = {
 _NO_CACHE = {"Cache-Control": "no-cache"}  # HAPI reuses search results for 60 s otherwise
 
 
-def _session() -> requests.Session:
+def _session(token: str = "") -> requests.Session:
     session = requests.Session()
     session.headers.update({"Accept": FHIR_JSON, "Content-Type": FHIR_JSON})
+    if token:  # a FHIR server that enforces SMART tokens (the local stack's HAPI)
+        session.headers["Authorization"] = f"Bearer {token}"
     return session
 
 
@@ -174,9 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="URL",
     )
     parser.add_argument("--sync-timeout", type=float, default=120.0, metavar="S")
+    parser.add_argument(
+        "--token-env",
+        default="DEMO_FHIR_TOKEN",
+        metavar="NAME",
+        help="environment variable holding a bearer token for the FHIR server (demo.sh sets it "
+        "from `stack.sh token --system`); unset: no Authorization header",
+    )
     args = parser.parse_args(argv)
     base = args.fhir.rstrip("/")
-    http = _session()
+    # from the environment, not the command line: a token in argv is visible to every local user
+    http = _session(os.environ.get(args.token_env, ""))
 
     patient, created = ensure_demo_patient(base, http)
     state = "created" if created else "already there (nothing created)"

@@ -175,6 +175,8 @@ class FhirSettings(_Group):
     env_prefix = "FHIR_"
 
     base_url: Url = "http://127.0.0.1:8080/fhir"
+    #: the same server as browsers reach it (the viewer, SMART discovery; default: base_url)
+    public_url: Url | None = None
     auth: HttpAuth = HttpAuth()
     timeout_seconds: Positive = 30.0  # each request, its whole answer included
     retries: Count = Field(1, ge=0)  # idempotent requests, after connect errors / 502-504
@@ -254,7 +256,8 @@ class PacsSettings(_Group):
     name: str = Field(..., json_schema_extra={"env": None})  # from SIDECAR_PACS, not a variable
     url: Url  # the DICOMweb root the sidecar queries
     #: the DICOMweb root written into Endpoint.address: the sidecar's imaging gateway for this
-    #: PACS (default ``SIDECAR_PUBLIC_URL``/dicomweb/<name>); clients retrieve through it
+    #: PACS (default ``SIDECAR_PUBLIC_URL``/dicomweb/<name>); clients retrieve through it with
+    #: their SMART token. Set it to the PACS's own public root to bypass the gateway.
     wado_root: Url | None = None
     auth: HttpAuth = HttpAuth()
     timezone: str | None = None  # IANA zone for DICOM times without an offset
@@ -280,6 +283,12 @@ class PacsSettings(_Group):
         if isinstance(data, dict) and data.get("name") and not data.get("endpoint_id"):
             data = {**data, "endpoint_id": f"dicomweb-{str(data['name']).replace('_', '-')}"}
         return data
+
+    @property
+    def through_gateway(self) -> bool:
+        """Whether ``Endpoint.address`` is the sidecar's imaging gateway for this PACS (a
+        client then sends its SMART token there: ``requires-access-token``)."""
+        return str(self.wado_root).endswith(f"/dicomweb/{self.name}")
 
     def mapping_for(self, system: str | None) -> IdentifierMapping | None:
         """The identifier mapping for a Patient.identifier system, if this PACS has one."""
@@ -366,7 +375,18 @@ class AuthSettings(_Group):
     issuer: Url | None = None  # e.g. https://keycloak/realms/dicom-fhir
     audience: str | None = None  # the FHIR base URL tokens are issued for
     jwks_url: Url | None = None  # default: the issuer's OpenID discovery document says
-    leeway_seconds: NonNegative = 30.0  # clock skew accepted on exp/nbf
+    leeway_seconds: NonNegative = 5.0  # clock skew accepted on exp/nbf (HAPI's smart-auth: 5)
+    viewer_client_id: str = "dicom-fhir-viewer"  # the viewer's public client (PKCE)
+
+
+class GatewaySettings(_Group):
+    """The imaging gateway (``/dicomweb/<pacs>``, ``SIDECAR_GATEWAY_*``)."""
+
+    env_prefix = "GATEWAY_"
+
+    # how long a caller's access to a study is remembered (never past its token's expiry)
+    decision_seconds: NonNegative = 60.0
+    cache_entries: Count = Field(10_000, ge=100)
 
 
 # -- the audit trail ----------------------------------------------------------------------------
@@ -401,6 +421,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     auth: AuthSettings = AuthSettings()
     audit: AuditSettings = AuditSettings()
+    gateway: GatewaySettings = GatewaySettings()
     #: ``X-Sidecar-Secret`` values HAPI's relay may send (the first is current; more: rotation)
     relay_secret: Secrets = ()
     #: the Subscription header's secret; authorizes /notify only (first current, more: rotation)
@@ -435,8 +456,8 @@ class Settings(BaseSettings):
                 if isinstance(entry, dict):
                     if name == "main":
                         entry.setdefault("url", DEFAULT_PACS_URL)
-                    if entry.get("url"):
-                        entry.setdefault("wado_root", entry["url"])
+                    public = str(data.get("public_url") or cls.model_fields["public_url"].default)
+                    entry.setdefault("wado_root", f"{public.rstrip('/')}/dicomweb/{name}")
                 named[name] = entry
             data["pacs"] = named
         sync = data.get("sync") or {}

@@ -554,6 +554,7 @@ def _endpoint(pacs: PacsSettings) -> Resource:
         endpoint_id=str(pacs.endpoint_id),
         wado_root=str(pacs.wado_root),
         name=f"DICOMweb PACS {pacs.name}",
+        requires_access_token=pacs.through_gateway,
     )
 
 

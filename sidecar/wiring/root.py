@@ -32,6 +32,7 @@ from sidecar.settings import OrthancChangeLog, QidoPoll, Settings, load_settings
 from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
+from sidecar.usecases.gateway import ImagingGateway
 from sidecar.usecases.health import HealthReport
 from subscription_handlers.adapters.audit_outbox import open_outbox
 from subscription_handlers.adapters.queue import HueySyncQueue
@@ -60,6 +61,18 @@ def build(settings: Settings | None = None) -> Services:
         if isinstance(p.changes, OrthancChangeLog)
     }
     triggers = build_triggers(settings, fhir, pacs, orthanc, fetch, queue, outbox)
+    tokens = TokenValidator(settings.auth) if settings.auth.issuer else None
+    gateway = (
+        ImagingGateway(
+            settings.pacs,
+            pacs,
+            fhir,
+            ttl=settings.gateway.decision_seconds,
+            size=settings.gateway.cache_entries,
+        )
+        if tokens is not None
+        else None
+    )
     registrar = build_registrar(settings, fhir)
     sink = outbox if outbox is not None else NoAudit()
     retrievals = RetrievalAggregator(
@@ -81,7 +94,8 @@ def build(settings: Settings | None = None) -> Services:
         health=HealthReport(fhir, pacs, registrar, queue),
         audit=sink,
         retrievals=retrievals,
-        tokens=TokenValidator(settings.auth) if settings.auth.issuer else None,
+        tokens=tokens,
+        gateway=gateway,
     )
 
 

@@ -69,6 +69,10 @@ def sidecar(stack) -> Iterator[Sidecar]:
             "SIDECAR_RELAY_SECRET": stack.relay_secret,
             "SIDECAR_NOTIFY_SECRET": stack.notify_secret,
             "SIDECAR_BEARER_TOKENS": "test-bearer-token",
+            # Endpoint.address: this sidecar's own imaging gateway
+            "SIDECAR_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            # its own queue: the demo's (var/sidecar) is the demo's
+            "SIDECAR_DATA_DIR": str(stack.data_dir / "test-sidecar"),
             "PYTHONPATH": str(ROOT),
         }
     )
@@ -113,7 +117,7 @@ def sidecar(stack) -> Iterator[Sidecar]:
         proc.wait(timeout=20)
 
 
-SIDECAR_PORT = 8090  # the stack's sidecar: where HAPI's $fetch-imaging provider relays
+SIDECAR_PORT = int(os.environ.get("STACK_SIDECAR_PORT", "8090"))  # where HAPI relays $fetch-imaging
 SIDECAR_URL = f"http://127.0.0.1:{SIDECAR_PORT}"
 
 

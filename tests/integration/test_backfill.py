@@ -25,7 +25,7 @@ import requests
 
 from sidecar.samples.generator import SamplePatient, generate_corpus, generate_studies
 from sidecar.samples.loader import load_into_orthanc
-from tests.conftest import STACK_SH
+from tests.conftest import STACK_SH, with_pacs
 from tests.integration.conftest import SYSTEMS
 
 pytestmark = pytest.mark.stack
@@ -130,10 +130,8 @@ def backfill_env(data_dir: Path) -> dict[str, str]:
         env[key] = shlex.split(value)[0] if value else ""
     assert "bulk" in env["SIDECAR_PACS"].split(",")
     # only the bulk PACS: other tests stop and start PACS main/second on the shared stack
-    # (and a variable of a PACS that is not configured stops the start: drop theirs)
-    others = ("SIDECAR_PACS_MAIN_", "SIDECAR_PACS_SECOND_")
-    env = {k: v for k, v in env.items() if not k.startswith(others)}
-    env.update({"SIDECAR_PACS": "bulk", "SIDECAR_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)})
+    env = with_pacs(env, ["bulk"])
+    env.update({"SIDECAR_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)})
     return env
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, Stack
+from tests.conftest import ROOT, Stack, with_pacs
 
 pytestmark = pytest.mark.stack
 
@@ -25,9 +25,8 @@ def run_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_check_reports_each_dependency(stack: Stack) -> None:
     env = {
-        **stack.env(),
+        **with_pacs(stack.env(), ["main", "gone"]),
         "SIDECAR_SUBSCRIPTION_ID": "check-test-never-registered",
-        "SIDECAR_PACS": "main,gone",
         "SIDECAR_PACS_GONE_URL": "http://127.0.0.1:9/dicom-web",  # nothing listens on 9
         "SIDECAR_PACS_CONNECT_TIMEOUT_SECONDS": "1",
     }
@@ -42,6 +41,7 @@ def test_check_reports_each_dependency(stack: Stack) -> None:
 
 
 def test_check_refuses_invalid_settings(stack: Stack) -> None:
+    """A bad setting is exit code 2, as every command's (1: a dependency is down)."""
     done = run_check({**stack.env(), "SIDECAR_PACS_TIMEOUT_SECONDS": "soon"})
-    assert done.returncode == 1
-    assert done.stdout.startswith("settings: invalid: SIDECAR_PACS_TIMEOUT_SECONDS")
+    assert done.returncode == 2
+    assert done.stderr.startswith("settings: invalid: SIDECAR_PACS_TIMEOUT_SECONDS")

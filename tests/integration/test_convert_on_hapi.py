@@ -1,5 +1,6 @@
 """Issue 3 acceptance on the real HAPI: ``dicom-fhir convert`` output is valid FHIR R4 for
-HAPI's validator, and a transaction bundle posted twice stores each study and patient once.
+HAPI's validator, and a transaction bundle posted twice stores each study and patient once
+(Patients by conditional create on the ``--patient-identifiers`` systems, issue 18).
 
 The input is pydicom's CT_small/MR_small plus one generated study of a roster patient. The
 generated study uses its own seed, so its UIDs differ from the sample roster other stack
@@ -35,6 +36,13 @@ SEED = 3003
 ROSTER_PATIENT = "P-2001"  # non-ASCII name, HOSP-A issuer
 NO_CACHE = {"Cache-Control": "no-cache"}  # HAPI caches searches for 60 s
 FAILING = ("error", "fatal")
+#: Identifier systems for the header Patients (``--patient-identifiers``): pydicom's files
+#: carry no IssuerOfPatientID (PatientID alone), the roster patient HOSP-A. Without them a
+#: transaction leaves those patients out rather than invent their ids.
+PLAIN_SYSTEM = "urn:example:test:convert:mrn"
+HOSP_A_SYSTEM = "urn:example:test:convert:hosp-a"
+HOSP_B_SYSTEM = "urn:example:test:convert:hosp-b"
+MAPPINGS = ["--patient-identifiers", f"{PLAIN_SYSTEM},{HOSP_A_SYSTEM}|HOSP-A"]
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +131,6 @@ def post_transaction(session: requests.Session, fhir_base: str, bundle: dict) ->
     return [e["response"] for e in reply["entry"]]
 
 
-def patient_query(entry: dict[str, Any]) -> str:
-    """The search for a header Patient: its conditional-create query, or its identifier."""
-    if "ifNoneExist" in entry["request"]:
-        return entry["request"]["ifNoneExist"]
-    ident = entry["resource"]["identifier"][0]  # no system: PUT on a deterministic id
-    return f"identifier={ident.get('system', '')}|{ident['value']}"
-
-
 def unversioned(location: str) -> str:
     """``Patient/12/_history/1`` -> ``Patient/12``."""
     return location.split("/_history/")[0]
@@ -167,7 +167,7 @@ def test_converted_resources_pass_hapi_validation(
 def test_transaction_bundle_passes_hapi_bundle_validation(
     stack: Stack, fhir_http: requests.Session, dicom_folder: Path, tmp_path: Path, patient: bool
 ) -> None:
-    args = ["--bundle", "transaction", *(["--patient", "Patient/any"] if patient else [])]
+    args = ["--bundle", "transaction", *(["--patient", "Patient/any"] if patient else MAPPINGS)]
     bundle = convert(dicom_folder, tmp_path / "bundle.json", *args)
     response = fhir_http.post(f"{stack.fhir_base}/Bundle/$validate", json=bundle, timeout=300)
     assert response.status_code in (200, 412), response.text[:4000]
@@ -203,6 +203,8 @@ def test_transaction_posted_twice_stores_each_study_once(
         assert created.status_code == 201, created.text[:2000]
         given = f"Patient/{created.json()['id']}"
         args += ["--patient", given]
+    else:
+        args += MAPPINGS
     bundle = convert(dicom_folder, tmp_path / "bundle.json", *args)
     studies = resources(bundle, "ImagingStudy")
     patient_entries = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
@@ -223,8 +225,10 @@ def test_transaction_posted_twice_stores_each_study_once(
         for entry, response in zip(bundle["entry"], first, strict=True)
         if entry["resource"]["resourceType"] == "Patient"
     }
-    for entry in patient_entries:
-        assert count(fhir_http, base, f"Patient?{patient_query(entry)}") == 1, entry["request"]
+    for entry in patient_entries:  # conditional creates: never an id made up by convert
+        assert entry["request"]["method"] == "POST" and "id" not in entry["resource"]
+        query = entry["request"]["ifNoneExist"]
+        assert count(fhir_http, base, f"Patient?{query}") == 1, entry["request"]
         stored = fhir_http.get(f"{base}/{landed[entry['fullUrl']]}", timeout=60).json()
         assert without_meta(stored, "id") == without_meta(entry["resource"], "id")
     if given:
@@ -243,20 +247,22 @@ def test_transaction_posted_twice_stores_each_study_once(
 def test_same_patient_id_under_two_issuers_stays_two_patients(
     clean_fhir: Stack, fhir_http: requests.Session, tmp_path: Path
 ) -> None:
-    """P-SAME under HOSP-A and HOSP-B (issuers that are no URI: identifiers without a
-    system) must not be merged into one Patient by the transaction, on either post."""
+    """P-SAME under HOSP-A and HOSP-B (issuers that are no URI) are two people: each issuer
+    mapped to its own identifier system, the transaction must not merge them into one
+    Patient, on either post."""
     base = clean_fhir.fhir_base
     same = [p for p in sample_patients() if p.patient_id == "P-SAME"]
     assert {p.issuer for p in same} == {"HOSP-A", "HOSP-B"}
     studies = generate_studies(patients=same, series_per_study=1, instances_per_series=1, seed=SEED)
     write_files([ds for _, instances in studies for ds in instances], tmp_path / "dicom")
-    bundle = convert(
-        tmp_path / "dicom", tmp_path / "bundle.json", "--bundle", "transaction", studies=2
-    )
+    mappings = f"{HOSP_A_SYSTEM}|HOSP-A,{HOSP_B_SYSTEM}|HOSP-B"
+    args = ["--bundle", "transaction", "--patient-identifiers", mappings]
+    bundle = convert(tmp_path / "dicom", tmp_path / "bundle.json", *args, studies=2)
 
     post_transaction(fhir_http, base, bundle)
     post_transaction(fhir_http, base, bundle)
-    assert count(fhir_http, base, "Patient?identifier=|P-SAME") == 2
+    for system in (HOSP_A_SYSTEM, HOSP_B_SYSTEM):
+        assert count(fhir_http, base, f"Patient?identifier={system}|P-SAME") == 1, system
     given_names = {}
     for study in resources(bundle, "ImagingStudy"):
         stored = fhir_http.get(f"{base}/ImagingStudy/{study['id']}", timeout=60).json()

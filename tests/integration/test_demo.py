@@ -19,7 +19,7 @@ from tests.integration.conftest_sync import keep_alive, release_port
 
 DEFAULT_SUBSCRIPTION_ID = SyncSettings().subscription_id
 
-SIDECAR_PORT = 8090
+SIDECAR_PORT = int(os.environ.get("STACK_SIDECAR_PORT", "8090"))
 
 pytestmark = pytest.mark.stack
 

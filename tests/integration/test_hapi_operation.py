@@ -1,5 +1,5 @@
 """Issue 5 acceptance: `$fetch-imaging` called on HAPI itself, relayed by our Java provider to
-the stack's sidecar (127.0.0.1:8090), with the OperationDefinition published on HAPI."""
+the stack's sidecar (STACK_SIDECAR_PORT), with the OperationDefinition published on HAPI."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_type_level_fetch_by_identifier(
 def test_metadata_lists_the_operation_and_one_operation_definition(
     stack: Stack, fhir_http: requests.Session
 ) -> None:
-    registrar = build_registrar(load_settings({"SIDECAR_FHIR_BASE_URL": stack.fhir_base}))
+    registrar = build_registrar(load_settings(stack.fhir_env()))
     registrar.ensure_operation_definition()
     assert registrar.ensure_operation_definition() == "unchanged"  # idempotent
 
@@ -168,7 +168,9 @@ def test_form_body_persist_false_through_hapi_writes_nothing(
     patient_id = roster_patient["id"]
     url = f"{stack.fhir_base}/Patient/{patient_id}/$fetch-imaging"
 
-    dry = requests.post(url, data="persist=false", headers=FORM, timeout=120)
+    dry = requests.post(
+        url, data="persist=false", headers={**FORM, **stack.auth_headers()}, timeout=120
+    )
     assert dry.status_code == 200, dry.text
     assert _studies(dry.json()), "the dry run maps the patient's studies"
     assert _stored_studies(fhir_http, stack.fhir_base, patient_id) == {}  # none written
@@ -184,7 +186,9 @@ def test_form_body_persist_false_through_hapi_writes_nothing(
     assert put.status_code == 200, put.text
     before = _versions(_stored_studies(fhir_http, stack.fhir_base, patient_id))
 
-    dry = requests.post(url, data="persist=false", headers=FORM, timeout=120)
+    dry = requests.post(
+        url, data="persist=false", headers={**FORM, **stack.auth_headers()}, timeout=120
+    )
     assert dry.status_code == 200, dry.text
     after = _stored_studies(fhir_http, stack.fhir_base, patient_id)
     assert _versions(after) == before
@@ -197,7 +201,7 @@ def test_form_body_detail_zzz_through_hapi_is_the_sidecars_400(
     answer = requests.post(
         f"{stack.fhir_base}/Patient/{roster_patient['id']}/$fetch-imaging",
         data="persist=false&detail=zzz",
-        headers=FORM,
+        headers={**FORM, **stack.auth_headers()},
         timeout=120,
     )
     assert answer.status_code == 400, answer.text
@@ -215,7 +219,7 @@ def test_modality_list_through_hapi_is_not_refused_by_hapi(
     answer = requests.get(
         f"{stack.fhir_base}/Patient/{roster_patient['id']}/$fetch-imaging",
         params={"modality": "CT,MR", "persist": "false"},
-        headers=FHIR_JSON,
+        headers={**FHIR_JSON, **stack.auth_headers()},
         timeout=120,
     )
     assert "HAPI-1962" not in answer.text
@@ -233,7 +237,7 @@ def test_20kb_query_through_hapi_is_an_operation_outcome(
         f"{stack.fhir_base}/Patient/{roster_patient['id']}/$fetch-imaging?modality="
         + "CT," * 6800
         + "MR&persist=false",
-        headers=FHIR_JSON,
+        headers={**FHIR_JSON, **stack.auth_headers()},
         timeout=60,
     )
     assert answer.status_code == 414, answer.text[:300]

@@ -27,6 +27,7 @@ class Caller:
 
     def __init__(self, path: str, sidecar, stack) -> None:
         self.path = path
+        self.stack = stack
         if path == "direct":
             self.base = f"{sidecar.url}/fhir"
             self.headers = {"X-Sidecar-Secret": sidecar.secret}
@@ -36,7 +37,9 @@ class Caller:
 
     def call(self, patient_id: str | None, method: str = "POST", **kwargs) -> requests.Response:
         target = f"Patient/{patient_id}/$fetch-imaging" if patient_id else "Patient/$fetch-imaging"
-        headers = {**self.headers, **kwargs.pop("headers", {})}
+        # through HAPI: a system token (HAPI enforces SMART tokens), renewed as needed
+        auth = self.stack.auth_headers() if self.path != "direct" else {}
+        headers = {**self.headers, **auth, **kwargs.pop("headers", {})}
         return requests.request(
             method, f"{self.base}/{target}", headers=headers, timeout=120, **kwargs
         )

@@ -158,18 +158,24 @@ IO_LIBRARIES = {
     "subprocess",
     "gunicorn",
     "http",
-    "urllib",
+    "urllib.request",
 }
 
 
 def _imported_libraries(path: Path) -> set[str]:
+    """The I/O libraries (or their I/O modules, ``urllib.request``) a module imports."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found.update(a.name.split(".")[0] for a in node.names)
+            names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            found.add(node.module.split(".")[0])
-    return found
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return found & IO_LIBRARIES
 
 
 @pytest.mark.parametrize("layer", ["core", "ports", "usecases"])
@@ -178,7 +184,7 @@ def test_no_io_library_in_the_inner_layers(layer):
         (name, lib)
         for name, path in MODULES.items()
         if layer_of(name) == layer
-        for lib in _imported_libraries(path) & IO_LIBRARIES
+        for lib in _imported_libraries(path)
     )
     assert not offenders, offenders
 

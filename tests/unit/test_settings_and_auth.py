@@ -12,7 +12,9 @@ def test_defaults():
     assert s.fhir.base_url == "http://127.0.0.1:8080/fhir" and s.fhir.auth.mode == "none"
     (main,) = s.pacs.values()
     assert main.name == "main" and main.url == "http://127.0.0.1:8042/dicom-web"
-    assert main.wado_root == main.url and main.endpoint_id == "dicomweb-main"
+    # Endpoint.address: the imaging gateway, where a client's SMART token opens the images
+    assert main.wado_root == "http://127.0.0.1:8090/dicomweb/main" and main.through_gateway
+    assert main.endpoint_id == "dicomweb-main"
     assert main.patient_identifiers == ()
 
 

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from sidecar.entry.web import health, operation
+from sidecar.entry.web import gateway, health, operation
 from sidecar.entry.web.context import attach
 from sidecar.entry.web.responses import outcome_response
+from sidecar.entry.web.viewer import ViewerConfig, viewer_blueprint
 from sidecar.services import Services
 
 log = logging.getLogger("sidecar.entry.web")
@@ -41,8 +42,18 @@ def create_app(services: Services, blueprints: Iterable[Blueprint] = ()) -> Flas
     attach(app, services)
     app.register_blueprint(operation.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(gateway.bp)  # /dicomweb/<pacs>/...: the imaging gateway
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
+    settings = services.settings
+    if settings.auth.issuer:  # the viewer signs users in at the authorization server
+        viewer_config = ViewerConfig(
+            fhir_base_url=settings.fhir.public_url or settings.fhir.base_url,
+            issuer=settings.auth.issuer,
+            client_id=settings.auth.viewer_client_id,
+            imaging_origins=(settings.public_url,),
+        )
+        app.register_blueprint(viewer_blueprint(viewer_config))
 
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # larger bodies: 413, never read
 

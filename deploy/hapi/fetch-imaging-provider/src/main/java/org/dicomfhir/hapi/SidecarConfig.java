@@ -15,9 +15,17 @@ import java.util.function.Function;
  * @param timeout              connect + response timeout for one forwarded call
  * @param forwardAuthorization whether the caller's Authorization header goes to the sidecar
  * @param maxBodyBytes         largest request body relayed; a larger one is answered 413 by the provider
+ * @param forwardCaller        whether the caller's bearer token goes to the sidecar as
+ *                             {@code X-Caller-Authorization} (only together with the relay secret), so
+ *                             the sidecar knows who asks: for its patient check and its audit
  */
 public record SidecarConfig(
-		URI sidecarUrl, String relaySecret, Duration timeout, boolean forwardAuthorization, long maxBodyBytes) {
+		URI sidecarUrl,
+		String relaySecret,
+		Duration timeout,
+		boolean forwardAuthorization,
+		long maxBodyBytes,
+		boolean forwardCaller) {
 
 	public static final String URL_PROPERTY = "fetch-imaging.sidecar-url";
 	public static final String URL_ENV = "FETCH_IMAGING_SIDECAR_URL";
@@ -31,6 +39,9 @@ public record SidecarConfig(
 	public static final String FORWARD_AUTH_PROPERTY = "fetch-imaging.forward-authorization";
 	public static final String FORWARD_AUTH_ENV = "FETCH_IMAGING_FORWARD_AUTHORIZATION";
 
+	public static final String FORWARD_CALLER_PROPERTY = "fetch-imaging.forward-caller";
+	public static final String FORWARD_CALLER_ENV = "FETCH_IMAGING_FORWARD_CALLER";
+
 	public static final String MAX_BODY_PROPERTY = "fetch-imaging.max-body-bytes";
 	public static final String MAX_BODY_ENV = "FETCH_IMAGING_MAX_BODY_BYTES";
 
@@ -41,6 +52,11 @@ public record SidecarConfig(
 
 	public SidecarConfig(URI sidecarUrl, String relaySecret, Duration timeout, boolean forwardAuthorization) {
 		this(sidecarUrl, relaySecret, timeout, forwardAuthorization, DEFAULT_MAX_BODY_BYTES);
+	}
+
+	public SidecarConfig(
+			URI sidecarUrl, String relaySecret, Duration timeout, boolean forwardAuthorization, long maxBodyBytes) {
+		this(sidecarUrl, relaySecret, timeout, forwardAuthorization, maxBodyBytes, true);
 	}
 
 	public SidecarConfig {
@@ -68,6 +84,7 @@ public record SidecarConfig(
 		String timeout = lookup(
 				systemProperties, environment, TIMEOUT_PROPERTY, TIMEOUT_ENV, Long.toString(DEFAULT_TIMEOUT_SECONDS));
 		String forwardAuth = lookup(systemProperties, environment, FORWARD_AUTH_PROPERTY, FORWARD_AUTH_ENV, "false");
+		String forwardCaller = lookup(systemProperties, environment, FORWARD_CALLER_PROPERTY, FORWARD_CALLER_ENV, "true");
 		String maxBody = lookup(
 				systemProperties, environment, MAX_BODY_PROPERTY, MAX_BODY_ENV, Long.toString(DEFAULT_MAX_BODY_BYTES));
 		return new SidecarConfig(
@@ -75,7 +92,8 @@ public record SidecarConfig(
 				secret,
 				Duration.ofMillis(Math.round(Double.parseDouble(timeout.trim()) * 1000)),
 				Boolean.parseBoolean(forwardAuth.trim()),
-				Long.parseLong(maxBody.trim()));
+				Long.parseLong(maxBody.trim()),
+				Boolean.parseBoolean(forwardCaller.trim()));
 	}
 
 	/** The sidecar's FHIR base, to which request paths such as {@code Patient/1/$fetch-imaging} are relative. */
@@ -98,7 +116,7 @@ public record SidecarConfig(
 		// never print the secret
 		return "SidecarConfig[sidecarUrl=" + displayAddress() + ", relaySecret=" + (hasRelaySecret() ? "***" : "none")
 				+ ", timeout=" + timeout + ", forwardAuthorization=" + forwardAuthorization
-				+ ", maxBodyBytes=" + maxBodyBytes + "]";
+				+ ", maxBodyBytes=" + maxBodyBytes + ", forwardCaller=" + forwardCaller + "]";
 	}
 
 	private static String lookup(

@@ -27,6 +27,12 @@ public final class SidecarForwarder {
 
 	public static final String SECRET_HEADER = "X-Sidecar-Secret";
 	public static final String REQUEST_ID_HEADER = "X-Request-Id";
+	/**
+	 * The caller's bearer token, for the sidecar to know who asks (its patient check, its audit).
+	 * Only sent with the relay secret: the sidecar believes it because HAPI, holding the secret,
+	 * checked the token before the operation ran.
+	 */
+	public static final String CALLER_AUTHORIZATION_HEADER = "X-Caller-Authorization";
 	public static final String FHIR_JSON = "application/fhir+json";
 
 	private final SidecarConfig config;
@@ -157,8 +163,24 @@ public final class SidecarForwarder {
 		}
 		if (config.hasRelaySecret()) {
 			builder.header(SECRET_HEADER, config.relaySecret());
+			String bearer = config.forwardCaller() ? bearerToken(call.authorization()) : null;
+			if (bearer != null) {
+				builder.header(CALLER_AUTHORIZATION_HEADER, "Bearer " + bearer);
+			}
 		}
 		return builder.build();
+	}
+
+	/** The token of an {@code Authorization: Bearer <token>} header (RFC 6750 section 2.1); null for any other scheme. */
+	static String bearerToken(String authorization) {
+		if (authorization == null) {
+			return null;
+		}
+		String[] parts = authorization.trim().split("\\s+", 2);
+		if (parts.length != 2 || !"bearer".equals(parts[0].toLowerCase(Locale.ROOT)) || parts[1].isBlank()) {
+			return null;
+		}
+		return parts[1].trim();
 	}
 
 	/**

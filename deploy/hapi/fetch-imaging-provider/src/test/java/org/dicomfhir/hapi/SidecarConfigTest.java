@@ -20,6 +20,13 @@ class SidecarConfigTest {
 		assertEquals(Duration.ofSeconds(60), config.timeout());
 		assertFalse(config.forwardAuthorization());
 		assertEquals(1024 * 1024, config.maxBodyBytes());
+		assertTrue(config.forwardCaller(), "the caller's token goes with the relay secret by default");
+	}
+
+	@Test
+	void theCallerTokenCanBeSwitchedOff() {
+		Map<String, String> env = Map.of("FETCH_IMAGING_FORWARD_CALLER", "false");
+		assertFalse(SidecarConfig.from(k -> null, env::get).forwardCaller());
 	}
 
 	@Test

@@ -127,6 +127,38 @@ class SidecarForwarderTest {
 	}
 
 	@Test
+	void theCallersBearerTokenGoesAlongWithTheRelaySecret() {
+		SidecarForwarder forwarder = new SidecarForwarder(config("s3cret", 5, false));
+
+		forwarder.forward(get("Patient/1/$fetch-imaging", null, "bearer   caller-token "));
+
+		assertEquals("Bearer caller-token", peer.seen().header("X-Caller-Authorization"));
+		assertEquals("s3cret", peer.seen().header("X-Sidecar-Secret"));
+		assertNull(peer.seen().header("Authorization"), "Authorization itself stays with HAPI");
+	}
+
+	@Test
+	void noCallerTokenWithoutTheRelaySecretNorForOtherSchemes() {
+		new SidecarForwarder(config(null, 5, false)).forward(get("Patient/1/$fetch-imaging", null, "Bearer t"));
+		assertNull(peer.seen().header("X-Caller-Authorization"), "without the secret the sidecar could not trust it");
+
+		new SidecarForwarder(config("s3cret", 5, false)).forward(get("Patient/1/$fetch-imaging", null, "Basic dXNlcjpwdw=="));
+		assertNull(peer.seen().header("X-Caller-Authorization"), "a password is never passed on");
+
+		new SidecarForwarder(config("s3cret", 5, false)).forward(get("Patient/1/$fetch-imaging", null, null));
+		assertNull(peer.seen().header("X-Caller-Authorization"));
+	}
+
+	@Test
+	void theCallerTokenCanBeKeptBack() {
+		SidecarConfig config = new SidecarConfig(peer.url(), "s3cret", Duration.ofSeconds(5), false, 1024, false);
+
+		new SidecarForwarder(config).forward(get("Patient/1/$fetch-imaging", null, "Bearer t"));
+
+		assertNull(peer.seen().header("X-Caller-Authorization"));
+	}
+
+	@Test
 	void sidecarErrorStatusContentTypeAndBodyAreRelayedUnchanged() {
 		peer.replyStatus = 404;
 		peer.replyContentType = "application/fhir+json";
