@@ -294,14 +294,16 @@ def retrieval_id(
     return "audit-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
-def dereferenced(event: Mapping[str, Any]) -> Event:
-    """The event with every literal reference of its agents and entities kept as text
-    (``display``): what is sent again when the server refused it because a reference's
-    target is gone (a Patient deleted before the event arrived, a ``fhirUser`` this server
-    does not hold). Not findable by ``?patient=`` any more, but not lost."""
+def dereferenced(event: Mapping[str, Any], parts: Iterable[str] = ("agent", "entity")) -> Event:
+    """The event with the literal references of its ``parts`` (agents' ``who``, entities'
+    ``what``) kept as text (``display``): what is sent again when the server refused it
+    because a reference's target is not there (a ``fhirUser`` this server does not hold,
+    a Patient deleted before the event arrived). The agents go first: the Patient keeps
+    the event findable by ``?patient=``; without it the event is not findable, not lost."""
     copy = dict(event)
-    copy["agent"] = [_without_reference(a, "who") for a in event.get("agent") or []]
-    copy["entity"] = [_without_reference(e, "what") for e in event.get("entity") or []]
+    for part, key in (("agent", "who"), ("entity", "what")):
+        if part in parts:
+            copy[part] = [_without_reference(x, key) for x in event.get(part) or []]
     return copy
 
 

@@ -2,7 +2,8 @@
 
 The outbox is the real SQLite one; the FHIR adapter is the real one; the server answers
 each batch entry by the event's id: ``ok-*`` 201, ``bad-*`` 400 always, ``gone-*`` 400
-while it carries a literal reference (its target deleted), ``busy-*`` 503.
+while it carries a literal reference (its target deleted), ``user-*`` 400 while an agent
+does (a fhirUser the server does not hold), ``busy-*`` 503.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sidecar.settings import FhirSettings
 from subscription_handlers.adapters.audit_outbox import SqliteAuditOutbox
 from subscription_handlers.usecases.triggers.audit import DROPPED, AuditDrain
 from tests.unit.test_audit_events import AT
+from tests.unit.test_audit_events import CLINICIAN as CALLER
 
 
 class NoLease:
@@ -30,7 +32,7 @@ class NoLease:
 
 
 def event(event_id: str) -> dict:
-    made = audit.write_event("C", "1.2.3", "p1", AT)
+    made = audit.write_event("C", "1.2.3", "p1", AT, CALLER)
     return {**made, "id": event_id}
 
 
@@ -38,6 +40,8 @@ def entry_status(entry: dict) -> str:
     resource = entry["resource"]
     kind = resource["id"].split("-", 1)[0]
     if kind == "bad" or (kind == "gone" and "reference" in json.dumps(resource)):
+        return "400 Bad Request"
+    if kind == "user" and "reference" in json.dumps(resource["agent"]):
         return "400 Bad Request"
     return "503 Service Unavailable" if kind == "busy" else "201 Created"
 
@@ -90,16 +94,19 @@ def test_a_5xx_entry_stays_for_the_next_step_the_others_go(httpserver, outbox):
 
 def test_a_refused_entry_goes_again_without_references_then_is_dropped(httpserver, outbox):
     httpserver.expect_request("/fhir/", method="POST").respond_with_handler(fake_fhir)
-    outbox.record_all([event("gone-1"), event("bad-1"), event("ok-1")])
+    outbox.record_all([event("gone-1"), event("bad-1"), event("ok-1"), event("user-1")])
     before = DROPPED._value.get()
     report = drain_for(httpserver.url_for("/fhir"), outbox).step(NoLease())
-    first, again = bundles(httpserver)
-    assert len(first["entry"]) == 3
-    assert [e["resource"]["id"] for e in again["entry"]] == ["gone-1", "bad-1"]
-    assert "reference" not in json.dumps(again)
-    assert again["entry"][0]["resource"]["entity"][0]["what"] == {"display": "Patient/p1"}
+    first, agents, everything = bundles(httpserver)
+    assert len(first["entry"]) == 4
+    # the agents' references first: the Patient's keeps the event findable by ?patient=
+    assert [e["resource"]["id"] for e in agents["entry"]] == ["gone-1", "bad-1", "user-1"]
+    assert agents["entry"][2]["resource"]["entity"][0]["what"] == {"reference": "Patient/p1"}
+    assert [e["resource"]["id"] for e in everything["entry"]] == ["gone-1", "bad-1"]
+    assert "reference" not in json.dumps(everything)
+    assert everything["entry"][0]["resource"]["entity"][0]["what"] == {"display": "Patient/p1"}
     assert outbox.count() == 0
-    assert report.extra == {"sent": 2, "dropped": 1}
+    assert report.extra == {"sent": 3, "dropped": 1}
     assert DROPPED._value.get() == before + 1
 
 

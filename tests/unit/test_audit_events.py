@@ -225,6 +225,9 @@ def test_retrieval_ids_are_deterministic_per_token_study_pacs_outcome_and_window
 
 def test_dereferenced_keeps_references_as_text():
     event = audit.fetch_event(CLINICIAN, "p1", [], 200, [], AT)
+    users_only = audit.dereferenced(event, ("agent",))
+    assert users_only["entity"][0]["what"] == {"reference": "Patient/p1"}
+    assert users_only["agent"][0]["who"]["display"] == "Practitioner/pr1"
     flat = audit.dereferenced(event)
     assert "reference" not in json.dumps(flat)
     assert flat["entity"][0]["what"] == {"display": "Patient/p1"}

@@ -8,11 +8,12 @@ event's own id makes a resend harmless), then removes what the server took; up t
 ``BATCHES`` batches a step while more wait. Per entry:
 
 - 2xx: written, removed from the outbox;
-- 4xx: refused. Most often a reference whose target the server does not hold (a Patient
-  deleted before the event arrived, a ``fhirUser`` it does not know: HAPI enforces
-  referential integrity on write), so the event is sent once more with its references kept
-  as text (:func:`sidecar.core.audit.dereferenced`); refused again, it is dropped with a
-  log line (its id and the status, no values) and counted (``sidecar_audit_dropped_total``);
+- 4xx: refused. Most often a reference whose target the server does not hold (a caller's
+  ``fhirUser`` it does not know, a Patient deleted before the event arrived: HAPI enforces
+  referential integrity on write), so the event is sent again with its agents' references
+  kept as text, then with every reference as text (:func:`sidecar.core.audit.dereferenced`);
+  refused still, it is dropped with a log line (its id and the status, no values) and
+  counted (``sidecar_audit_dropped_total``);
 - 5xx, or no answer for it: kept for the next step.
 
 A server that cannot be reached, or fails the whole Bundle with a 5xx, fails the step (the
@@ -40,6 +41,8 @@ DROPPED = Counter(
     "sidecar_audit_dropped_total", "AuditEvents the FHIR server refused even without references"
 )
 KEEP = 0  # the status of an entry the server did not answer: sent again next step
+#: how a refused event is sent again: as it is, its agents' references as text, all of them
+FALLBACKS: tuple[tuple[str, ...], ...] = ((), ("agent",), ("agent", "entity"))
 
 
 class AuditDrain:
@@ -72,24 +75,21 @@ class AuditDrain:
 
     def _send(self, waiting: list[PendingEvent]) -> tuple[list[PendingEvent], list[PendingEvent]]:
         """(written, refused for good) of these events; the rest stay."""
-        statuses = self._statuses([p.event for p in waiting])
-        done = [p for p, s in zip(waiting, statuses, strict=True) if 200 <= s < 300]
-        refused = [p for p, s in zip(waiting, statuses, strict=True) if 400 <= s < 500]
-        if not refused:
-            return done, []
-        flat = [dereferenced(p.event) for p in refused]
-        again = self._statuses(flat)
-        dropped = []
-        for pending, event, status in zip(refused, flat, again, strict=True):
-            if 200 <= status < 300:
-                done.append(pending)
-            elif 400 <= status < 500:
-                dropped.append(pending)
-                log.warning(
-                    "audit event refused by the FHIR server, dropped",
-                    extra={"event_id": event.get("id"), "status": status},
-                )
-        return done, dropped
+        done: list[PendingEvent] = []
+        refused = waiting
+        for parts in FALLBACKS:
+            events = [dereferenced(p.event, parts) if parts else p.event for p in refused]
+            statuses = self._statuses(events)
+            done += [p for p, s in zip(refused, statuses, strict=True) if 200 <= s < 300]
+            refused = [p for p, s in zip(refused, statuses, strict=True) if 400 <= s < 500]
+            if not refused:
+                return done, []
+        for pending in refused:
+            log.warning(
+                "audit event refused by the FHIR server, dropped",
+                extra={"event_id": pending.event.get("id")},
+            )
+        return done, refused
 
     def _statuses(self, events: list[dict[str, Any]]) -> list[int]:
         """The HTTP status of each event's entry; a Bundle refused whole (4xx) is sent again
