@@ -25,7 +25,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,24 @@ def _encoded(event: Resource) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
-def _lost(store: str, events: list[Resource], exc: BaseException) -> None:
-    FAILURES.labels(store).inc(len(events))
-    log.error(
-        "audit events not recorded",
-        extra={"store": store, "count": len(events), "error": type(exc).__name__},
-    )
+def _record_safely(
+    store: str, events: Iterable[Resource], write: Callable[[list[Resource]], None]
+) -> None:
+    """Write the events in one local write; a failure is logged (its kind, never an event)
+    and counted, never raised into the request that records (the AuditSink contract)."""
+    events = list(events)
+    if not events:
+        return
+    try:
+        write(events)
+    except Exception as exc:  # noqa: BLE001 - never into the caller's request
+        FAILURES.labels(store).inc(len(events))
+        log.error(
+            "audit events not recorded",
+            extra={"store": store, "count": len(events), "error": type(exc).__name__},
+        )
+        return
+    RECORDED.inc(len(events))
 
 
 class SqliteAuditOutbox(SqliteFile):
@@ -74,21 +86,15 @@ class SqliteAuditOutbox(SqliteFile):
         self.record_all([event])
 
     def record_all(self, events: Iterable[Resource]) -> None:
-        events = list(events)
-        if not events:
-            return
-        try:
-            rows = [(e["id"], _encoded(e), time.time()) for e in events]
-            with self._transaction() as conn:
-                conn.executemany(
-                    "insert or replace into sidecar_audit (id, event, recorded_at)"
-                    " values (?, ?, ?)",
-                    rows,
-                )
-        except Exception as exc:  # noqa: BLE001 - never into the caller's request
-            _lost(self.STORE, events, exc)
-            return
-        RECORDED.inc(len(events))
+        _record_safely(self.STORE, events, self._insert)
+
+    def _insert(self, events: list[Resource]) -> None:
+        rows = [(e["id"], _encoded(e), time.time()) for e in events]
+        with self._transaction() as conn:
+            conn.executemany(
+                "insert or replace into sidecar_audit (id, event, recorded_at) values (?, ?, ?)",
+                rows,
+            )
 
     def pending(self, limit: int) -> list[PendingEvent]:
         rows = self._conn().execute(
@@ -152,21 +158,16 @@ class RedisAuditOutbox:
         self.record_all([event])
 
     def record_all(self, events: Iterable[Resource]) -> None:
-        events = list(events)
-        if not events:
-            return
-        try:
-            with self.redis.pipeline(transaction=True) as pipe:
-                now = time.time()
-                for event in events:
-                    pipe.hset(self._events, event["id"], _encoded(event))
-                    pipe.hset(self._versions, event["id"], uuid.uuid4().hex)
-                    pipe.zadd(self._order, {event["id"]: now}, nx=True)
-                pipe.execute()
-        except Exception as exc:  # noqa: BLE001 - never into the caller's request
-            _lost(self.STORE, events, exc)
-            return
-        RECORDED.inc(len(events))
+        _record_safely(self.STORE, events, self._insert)
+
+    def _insert(self, events: list[Resource]) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            now = time.time()
+            for event in events:
+                pipe.hset(self._events, event["id"], _encoded(event))
+                pipe.hset(self._versions, event["id"], uuid.uuid4().hex)
+                pipe.zadd(self._order, {event["id"]: now}, nx=True)
+            pipe.execute()
 
     def pending(self, limit: int) -> list[PendingEvent]:
         ids = self.redis.zrange(self._order, 0, limit - 1)

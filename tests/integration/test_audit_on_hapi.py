@@ -27,7 +27,7 @@ from sidecar.samples.loader import load_into_orthanc
 from sidecar.settings import FhirSettings, load_settings
 from subscription_handlers.usecases.triggers.audit import AuditDrain
 from tests.conftest import token_claims, with_pacs
-from tests.unit.test_tokens import AUD, token
+from tests.unit.test_tokens import AUD, publish_keys, token
 
 pytestmark = pytest.mark.stack
 
@@ -83,7 +83,7 @@ def world(stack, fhir_http, httpserver, tmp_path) -> Iterator[World]:
     if env.get("SIDECAR_AUTH_ISSUER"):  # HAPI enforces tokens: the stack's own caller
         caller_token = stack.token("--patient", f"Patient/{patient_id}")
     else:  # a test key, published by a fake authorization server
-        issuer = fake_issuer(httpserver)
+        issuer = publish_keys(httpserver)
         env.update({"SIDECAR_AUTH_ISSUER": issuer, "SIDECAR_AUTH_AUDIENCE": AUD})
         caller_token = token(issuer, azp="dicom-fhir-viewer")
     claims = token_claims(caller_token)
@@ -93,19 +93,6 @@ def world(stack, fhir_http, httpserver, tmp_path) -> Iterator[World]:
     finally:
         services.close()
         forget(fhir_http, base, patient_id)
-
-
-def fake_issuer(httpserver) -> str:
-    from tests.unit.test_tokens import KEY
-
-    base = httpserver.url_for("/realms/demo")
-    httpserver.expect_request("/realms/demo/.well-known/openid-configuration").respond_with_json(
-        {"issuer": base, "jwks_uri": httpserver.url_for("/realms/demo/certs")}
-    )
-    httpserver.expect_request("/realms/demo/certs").respond_with_json(
-        {"keys": [KEY.as_dict(private=False)]}
-    )
-    return base
 
 
 def search(http, base: str, query: str) -> list[dict]:
