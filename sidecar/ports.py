@@ -13,6 +13,8 @@ port                what it is                                      adapter toda
                                                                     adapters/queue.py``
 :class:`TriggerLease` a trigger's lease-guarded cursor              ``subscription_handlers/
                                                                     adapters/coordination.py``
+:class:`AuditSink`  where AuditEvents are recorded (durably, at     ``subscription_handlers/
+                    once); :class:`AuditOutbox` also drains them    adapters/audit_outbox.py``
 ==================  ==============================================  ==========================
 
 A new kind of PACS (a DIMSE C-FIND bridge, a vendor API) is a new adapter that implements
@@ -186,6 +188,12 @@ class FhirServer(Protocol):
         """One transaction Bundle (all or nothing); the response entries in order."""
         ...
 
+    def batch(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One batch Bundle: each entry succeeds or fails on its own (R4 3.1.0.11); the
+        response entries in order (``response.status`` per entry). ``FhirUnavailable`` when
+        the server cannot take it at all, ``FhirRefused`` when it refuses the whole Bundle."""
+        ...
+
     def put(self, resource: Resource) -> Resource: ...
 
     def delete(self, resource_type: str, resource_id: str) -> None: ...
@@ -243,6 +251,43 @@ class TriggerLease(Protocol):
     def move(self, value: str) -> None:
         """Move the cursor; raises ``LeaseLost`` when another runner took over."""
         ...
+
+
+class AuditSink(Protocol):
+    """Where AuditEvents (``sidecar/core/audit.py``) are recorded on their way to FHIR.
+
+    ``record`` is durable once it returns and cheap (a local write: it runs inside the
+    caller's request); it never raises into that request: a failure is logged (without
+    values) and counted (``sidecar_audit_failures_total``)."""
+
+    def record(self, event: Resource) -> None: ...
+
+    def record_all(self, events: Iterable[Resource]) -> None:
+        """Several events in one local write (a fetch's ImagingStudies)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event waiting in the outbox, as one stored version of its id."""
+
+    key: str  # which version: removing it leaves a newer one of the same id in place
+    event: Resource
+
+
+class AuditOutbox(AuditSink, Protocol):
+    """The durable outbox behind the sink, which the ``audit`` trigger drains to FHIR."""
+
+    def pending(self, limit: int) -> list[PendingEvent]:
+        """The oldest events waiting, at most ``limit``."""
+        ...
+
+    def remove(self, sent: Iterable[PendingEvent]) -> int:
+        """Forget these versions (sent, or refused for good); a newer version recorded under
+        the same id meanwhile stays. Returns how many were removed."""
+        ...
+
+    def count(self) -> int: ...
 
 
 class BackfillCheckpoint(Protocol):

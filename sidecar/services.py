@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.adapters.tokens import TokenValidator
-from sidecar.ports import ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
+from sidecar.ports import AuditSink, ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
 from sidecar.settings import Settings
+from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 from sidecar.usecases.gateway import ImagingGateway
@@ -39,9 +40,18 @@ class Services:
     gateway: ImagingGateway | None = None
     #: /healthz's report, probed at most every few seconds (sidecar/usecases/health.py)
     health: Callable[[], dict[str, Any]] = lambda: {"status": "ok"}  # noqa: E731
+    #: where AuditEvents go (docs/audit.md): the durable outbox, or NoAudit when it is off
+    audit: AuditSink = field(default_factory=NoAudit)
+    #: the imaging gateway's retrievals, summarised into AuditEvents (``seen(...)``)
+    retrievals: RetrievalAggregator | None = None
 
     def close(self) -> None:
+        if self.retrievals is not None:
+            self.retrievals.close()  # the last counts into the outbox first
         for feed in self.orthanc.values():
             feed.close()
         self.queue.close()
         self.fetch.close()
+        close_audit = getattr(self.audit, "close", None)
+        if close_audit is not None:
+            close_audit()

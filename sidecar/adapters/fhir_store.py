@@ -36,7 +36,13 @@ from sidecar.adapters.http import (
 )
 from sidecar.core import retry
 from sidecar.core.fhir_values import is_fhir_id
-from sidecar.core.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
+from sidecar.core.outcome import (
+    FetchError,
+    FhirConflict,
+    FhirRefused,
+    FhirUnavailable,
+    PatientNotFound,
+)
 from sidecar.settings import FhirSettings
 
 log = logging.getLogger(__name__)
@@ -320,6 +326,16 @@ class FhirStore:
         )
         return [dict(e) for e in (response or {}).get("entry", [])]
 
+    def batch(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST one batch Bundle (R4 3.1.0.11: each entry on its own); the response entries
+        in order. Retried like an idempotent request when every entry is a PUT."""
+        bundle = {"resourceType": "Bundle", "type": "batch", "entry": entries}
+        idempotent = all((e.get("request") or {}).get("method") == "PUT" for e in entries)
+        response = self._call(
+            lambda: self.client.execute("", method="post", data=bundle), idempotent=idempotent
+        )
+        return [dict(e) for e in (response or {}).get("entry", [])]
+
     def create_if_none_exist(self, resource: Resource, condition: str) -> tuple[str | None, bool]:
         """Conditional create (R4 transaction ``request.ifNoneExist``): the id of the match or
         of the new resource (None when the server does not say), and whether it was created."""
@@ -401,7 +417,9 @@ def _translate(exc: BaseException) -> FetchError:
             return FhirUnavailable(f"the FHIR server failed (HTTP {status})")
         # the server's own diagnostics may quote the request (an identifier value): they
         # stay on FhirHttpError.outcome, not in a message that is logged and stored
-        return FetchError(f"the FHIR server rejected the request (HTTP {status})", status=502)
+        return FhirRefused(
+            f"the FHIR server rejected the request (HTTP {status})", http_status=status
+        )
     if isinstance(exc, AnswerTooLarge):
         return FhirUnavailable(
             "the FHIR server's answer was larger than SIDECAR_FHIR_MAX_RESPONSE_BYTES"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sidecar.core import qido
+from sidecar.core.caller import Caller
 from sidecar.core.mapping import Detail
 
 
@@ -33,6 +34,10 @@ class FetchRequest:
     #: StudyInstanceUIDs to read down to the instances even when unchanged (a PACS change
     #: log named them: an instance replaced under the same counts is seen at once)
     refresh_studies: frozenset[str] = frozenset()
+    #: who asked (a validated token), or None: the sidecar itself (the worker, the backfill,
+    #: a caller with a sidecar credential). With a caller, the FHIR server decides whether
+    #: it may read the Patient, and the ImagingStudies written are recorded as its request.
+    caller: Caller | None = None
 
     @property
     def criteria(self) -> qido.StudyCriteria:

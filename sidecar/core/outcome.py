@@ -64,6 +64,16 @@ class PatientNotFound(FetchError):
     status, code = 404, "not-found"
 
 
+class PatientNotVisible(PatientNotFound):
+    """The Patient exists but the caller's token may not read it: answered exactly like a
+    Patient that does not exist (404, same text), so the answer never tells that it exists;
+    ``patient_id`` is for the audit only, never for the answer."""
+
+    def __init__(self, diagnostics: str, *, patient_id: str) -> None:
+        super().__init__(diagnostics)
+        self.patient_id = patient_id
+
+
 class AmbiguousPatient(FetchError):
     """An identifier matches more than one Patient (409)."""
 
@@ -103,6 +113,18 @@ class FhirUnavailable(FetchError):
     """The FHIR server failed or timed out (502/504)."""
 
     status, code = 502, "transient"
+
+
+class FhirRefused(FetchError):
+    """The FHIR server refused a request with a client error (4xx other than 401, 403, 404,
+    409, 410, 412): our request was wrong, so sending it again unchanged will not help
+    (502 to our caller; ``http_status`` is the server's)."""
+
+    status, code = 502, "processing"
+
+    def __init__(self, diagnostics: str, *, http_status: int) -> None:
+        super().__init__(diagnostics)
+        self.http_status = http_status
 
 
 class FhirConflict(FetchError):

@@ -21,6 +21,7 @@ A bad value stops the start with :class:`SettingsError` naming the variable.
 
 from sidecar.settings.models import (
     DEFAULT_PACS_URL,
+    AuditSettings,
     AuthSettings,
     ChangeFeed,
     FhirSettings,
@@ -56,6 +57,7 @@ __all__ = [
     "FIXED_NAMES",
     "PACS_FIELD_NAMES",
     "PACS_LIST",
+    "AuditSettings",
     "AuthSettings",
     "ChangeFeed",
     "FhirSettings",

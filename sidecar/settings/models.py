@@ -389,6 +389,24 @@ class GatewaySettings(_Group):
     cache_entries: Count = Field(10_000, ge=100)
 
 
+# -- the audit trail ----------------------------------------------------------------------------
+
+
+class AuditSettings(_Group):
+    """AuditEvents for every access to a patient's imaging (``SIDECAR_AUDIT_*``,
+    docs/audit.md): recorded in the queue's storage, drained to FHIR by the worker."""
+
+    env_prefix = "AUDIT_"
+
+    enabled: bool = True
+    drain_seconds: Positive = 2.0  # how often the worker sends what waits
+    batch_size: Count = Field(100, ge=1, le=1000)  # events per batch Bundle
+    # the gateway's repeated reads of one study by one token: one event per window,
+    # recorded again with its count at most every flush_seconds
+    window_seconds: Positive = 60.0
+    flush_seconds: Positive = 10.0
+
+
 # -- everything ---------------------------------------------------------------------------------
 
 
@@ -402,6 +420,7 @@ class Settings(BaseSettings):
     qido: QidoSettings = QidoSettings()
     sync: SyncSettings = SyncSettings()
     auth: AuthSettings = AuthSettings()
+    audit: AuditSettings = AuditSettings()
     gateway: GatewaySettings = GatewaySettings()
     #: ``X-Sidecar-Secret`` values HAPI's relay may send (the first is current; more: rotation)
     relay_secret: Secrets = ()

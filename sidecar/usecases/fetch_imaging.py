@@ -29,7 +29,9 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from sidecar.core import audit as audit_events
 from sidecar.core import identity, qido, retry, steady_state, write_plan
+from sidecar.core.caller import Caller
 from sidecar.core.fetch_request import FetchRequest
 from sidecar.core.fetch_result import FetchResult
 from sidecar.core.fhir_values import identifier_token
@@ -50,6 +52,7 @@ from sidecar.core.outcome import (
     FhirConflict,
     NotMappable,
     PatientNotFound,
+    PatientNotVisible,
     issue,
 )
 from sidecar.core.pacs_answers import (
@@ -60,7 +63,7 @@ from sidecar.core.pacs_answers import (
     refuse_mixed_issuers,
     row_owner,
 )
-from sidecar.ports import FhirServer, Pacs, Record, Resource
+from sidecar.ports import AuditSink, FhirServer, Pacs, Record, Resource
 from sidecar.settings import PacsSettings, Settings
 from sidecar.usecases import patients
 
@@ -87,10 +90,19 @@ class FetchImaging:
     number of concurrent fetches queue, never deadlock.
     """
 
-    def __init__(self, settings: Settings, fhir: FhirServer, pacs: dict[str, Pacs]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        fhir: FhirServer,
+        pacs: dict[str, Pacs],
+        audit: AuditSink | None = None,
+    ) -> None:
         self.settings = settings
         self.fhir = fhir
         self.pacs = pacs
+        #: where each ImagingStudy written is recorded (docs/audit.md); None: nowhere
+        self.audit = audit
+        self.observer = audit_events.Observer.of(settings)
         self._pool = ThreadPoolExecutor(3 * len(pacs) + 6, thread_name_prefix="fetch")
 
     def close(self) -> None:
@@ -131,14 +143,27 @@ class FetchImaging:
             raise BadRequest("give exactly one of a Patient id or an identifier")
         persist = request.persist
         endpoints_read = self._submit(self._read_endpoints) if persist else None
+        visible = None
         if request.patient_id is not None:
             patient_read = self._submit(self.fhir.read_patient, request.patient_id)
             stored_read = self._submit(self._read_studies, request.patient_id) if persist else None
+            if request.caller is not None:
+                visible = self._submit(self._may_read, request.caller, request.patient_id)
         else:
             patient_read = self._submit(self._find_patient, *request.identifier)  # type: ignore[misc]
             stored_read = None
         patient = patient_read.result()
         patient_id = patient["id"]
+        if request.caller is not None:  # before any PACS query is made for this caller
+            if visible is None:
+                visible = self._submit(self._may_read, request.caller, patient_id)
+            if not visible.result():
+                not_found = (
+                    "no Patient has the given identifier"
+                    if request.identifier is not None
+                    else f"Patient/{patient_id} is not known"
+                )
+                raise PatientNotVisible(not_found, patient_id=patient_id)
         if persist and stored_read is None:
             stored_read = self._submit(self._read_studies, patient_id)
         keys, refused = identity.patient_keys(patient, self.settings.pacs.values())
@@ -196,6 +221,11 @@ class FetchImaging:
             ids = ", ".join(f"Patient/{p.get('id')}" for p in exact)
             raise AmbiguousPatient(f"more than one Patient has the given identifier: {ids}")
         return exact[0]
+
+    def _may_read(self, caller: Caller, patient_id: str) -> bool:
+        """Whether the FHIR server lets this caller read the Patient: one read with the
+        caller's own token (the server is the one place that decides who sees what)."""
+        return self.fhir.read_as(caller.token, "Patient", patient_id) is not None
 
     def _read_studies(self, patient_id: str) -> Stored:
         return {("ImagingStudy", k): v for k, v in self.fhir.studies_of(patient_id).items()}
@@ -450,6 +480,7 @@ class FetchImaging:
                 final[key] = write_plan.with_version(resource, answer.get("response") or {})
         for action, n in plan.counts.items():
             STUDIES.labels(action).inc(n)
+        self._record_writes(patient_id, plan.written, stored, request)
         log.info(
             "fetch written",
             extra={
@@ -466,6 +497,31 @@ class FetchImaging:
             issues + plan.issues,
             withdrawn=[final[("ImagingStudy", w["id"])] for w in withdrawn],
             **plan.counts,
+        )
+
+    def _record_writes(
+        self,
+        patient_id: str,
+        written: list[tuple[tuple[str, str], Resource]],
+        stored: Stored,
+        request: FetchRequest,
+    ) -> None:
+        """One AuditEvent per ImagingStudy written (created or updated, withdrawals too),
+        recorded as ``request.caller``'s request, else the sidecar's; one local write."""
+        if self.audit is None:
+            return
+        at = audit_events.now()
+        self.audit.record_all(
+            audit_events.write_event(
+                "U" if key in stored else "C",
+                key[1],
+                patient_id,
+                at,
+                request.caller,
+                observer=self.observer,
+            )
+            for key, _ in written
+            if key[0] == "ImagingStudy"
         )
 
     def _blocked_moves(

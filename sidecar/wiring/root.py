@@ -1,7 +1,8 @@
 """The composition root: the one place that reads the settings and builds the objects.
 
-    settings -> FHIR store, one PACS client per PACS -> the use case (FetchImaging)
-             -> the sync job (PatientSync) -> the queue (HueySyncQueue) -> the registrar
+    settings -> FHIR store, one PACS client per PACS, the audit outbox
+             -> the use case (FetchImaging) -> the sync job (PatientSync)
+             -> the queue (HueySyncQueue) -> the registrar, the triggers (the audit drain)
 
 ``build()`` returns them as :class:`~sidecar.services.Services`; the web app
 (:func:`create_web_app`), the worker and every CLI command start from it. Nothing else
@@ -22,19 +23,23 @@ from sidecar.adapters.dicomweb import DicomwebPacs
 from sidecar.adapters.fhir_store import FhirStore
 from sidecar.adapters.orthanc import OrthancChanges
 from sidecar.adapters.tokens import TokenValidator
+from sidecar.core.audit import Observer
 from sidecar.entry.logs import configure_logging
 from sidecar.entry.web.app import create_app
-from sidecar.ports import Trigger
+from sidecar.ports import AuditOutbox, Trigger
 from sidecar.services import Services
 from sidecar.settings import OrthancChangeLog, QidoPoll, Settings, load_settings
+from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 from sidecar.usecases.gateway import ImagingGateway
 from sidecar.usecases.health import HealthReport
+from subscription_handlers.adapters.audit_outbox import open_outbox
 from subscription_handlers.adapters.queue import HueySyncQueue
 from subscription_handlers.entry import notify
 from subscription_handlers.usecases.patient_sync import PatientSync
 from subscription_handlers.usecases.registration import Registrar
+from subscription_handlers.usecases.triggers.audit import AuditDrain
 from subscription_handlers.usecases.triggers.catch_up import CatchUp
 from subscription_handlers.usecases.triggers.changes import ChangeLogFeed
 from subscription_handlers.usecases.triggers.recent import RecentStudies
@@ -47,14 +52,15 @@ def build(settings: Settings | None = None) -> Services:
     settings = settings or load_settings()
     fhir = FhirStore(settings.fhir)
     pacs = {name: DicomwebPacs(p, settings.qido) for name, p in settings.pacs.items()}
-    fetch = FetchImaging(settings, fhir, pacs)
+    outbox = open_outbox(settings.sync) if settings.audit.enabled else None
+    fetch = FetchImaging(settings, fhir, pacs, audit=outbox)
     queue = HueySyncQueue(settings.sync, runner=PatientSync(fetch))
     orthanc = {
         name: OrthancChanges(p, p.changes, settings.qido)
         for name, p in settings.pacs.items()
         if isinstance(p.changes, OrthancChangeLog)
     }
-    triggers = build_triggers(settings, fhir, pacs, orthanc, fetch, queue)
+    triggers = build_triggers(settings, fhir, pacs, orthanc, fetch, queue, outbox)
     tokens = TokenValidator(settings.auth) if settings.auth.issuer else None
     gateway = (
         ImagingGateway(
@@ -68,6 +74,13 @@ def build(settings: Settings | None = None) -> Services:
         else None
     )
     registrar = build_registrar(settings, fhir)
+    sink = outbox if outbox is not None else NoAudit()
+    retrievals = RetrievalAggregator(
+        sink,
+        settings.audit.window_seconds,
+        settings.audit.flush_seconds,
+        observer=Observer.of(settings),
+    )
     return Services(
         settings,
         fhir,
@@ -79,6 +92,8 @@ def build(settings: Settings | None = None) -> Services:
         orthanc,
         backfill=partial(backfill, fetch, settings.data_dir),
         health=HealthReport(fhir, pacs, registrar, queue),
+        audit=sink,
+        retrievals=retrievals,
         tokens=tokens,
         gateway=gateway,
     )
@@ -99,10 +114,18 @@ def build_triggers(
     orthanc: dict[str, OrthancChanges],
     fetch: FetchImaging,
     queue: HueySyncQueue,
+    outbox: AuditOutbox | None = None,
 ) -> list[Trigger]:
-    """What makes FHIR follow the PACS (``subscription_handlers/usecases/triggers``)."""
+    """What the worker runs beside the queue: the audit drain (whenever the audit is on),
+    and what makes FHIR follow the PACS (``subscription_handlers/usecases/triggers``)
+    unless ``SIDECAR_TRIGGERS=false``."""
     sync = settings.sync
     triggers: list[Trigger] = []
+    if outbox is not None:
+        audit = settings.audit
+        triggers.append(AuditDrain(outbox, fhir, audit.drain_seconds, audit.batch_size))
+    if not sync.triggers:
+        return triggers
     for name, p in settings.pacs.items():
         match p.changes:  # the PACS's new-study feed, by its settings' type
             case OrthancChangeLog(poll_seconds=every):

@@ -79,9 +79,8 @@ def run_worker(
         target=maintain, args=(queue, stop), name="sync-maintenance", daemon=True
     )
     maintenance.start()
-    if settings.triggers:
-        for trigger in triggers:
-            TriggerRunner(trigger, queue, settings.trigger_lease_seconds).start(stop)
+    for trigger in triggers:  # the root leaves the sync's out when SIDECAR_TRIGGERS=false
+        TriggerRunner(trigger, queue, settings.trigger_lease_seconds).start(stop)
     consumer = queue.huey.create_consumer(
         workers=threads or settings.worker_threads,
         worker_type="thread",

@@ -11,7 +11,13 @@ from werkzeug import Response
 
 from sidecar.adapters.fhir_store import FhirNotFound, FhirStore
 from sidecar.core.fhir_values import identifier_token
-from sidecar.core.outcome import FetchError, FhirConflict, FhirUnavailable, PatientNotFound
+from sidecar.core.outcome import (
+    FetchError,
+    FhirConflict,
+    FhirRefused,
+    FhirUnavailable,
+    PatientNotFound,
+)
 from sidecar.settings import FhirSettings, HttpAuth
 
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x"}]}
@@ -157,3 +163,55 @@ def test_not_found_on_a_write_is_its_own_error(httpserver):
     )
     with pytest.raises(FhirNotFound):
         store_for(httpserver).put({"resourceType": "Subscription", "id": "s"})
+
+
+def test_a_batch_posts_a_batch_bundle_and_returns_each_entry_answer(httpserver):
+    entries = [
+        {"resource": {"resourceType": "AuditEvent", "id": f"a{i}"}, "request": {"method": "PUT"}}
+        for i in range(2)
+    ]
+    answer = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"response": {"status": "201 Created"}}, {"response": {"status": "400"}}],
+    }
+    httpserver.expect_request("/fhir/", method="POST").respond_with_json(answer)
+    responses = store_for(httpserver).batch(entries)
+    assert [r["response"]["status"] for r in responses] == ["201 Created", "400"]
+    sent = httpserver.log[0][0].get_json()
+    assert sent["type"] == "batch" and sent["entry"] == entries
+
+
+def test_a_batch_of_puts_is_retried_after_a_503_one_refused_whole_is_fhir_refused(httpserver):
+    entry = {"resource": {"resourceType": "AuditEvent", "id": "a"}, "request": {"method": "PUT"}}
+    httpserver.expect_ordered_request("/fhir/", method="POST").respond_with_json(
+        OUTCOME, status=503
+    )
+    httpserver.expect_ordered_request("/fhir/", method="POST").respond_with_json(
+        {"resourceType": "Bundle", "type": "batch-response", "entry": []}
+    )
+    assert store_for(httpserver).batch([entry]) == []
+    httpserver.clear()
+    httpserver.expect_request("/fhir/", method="POST").respond_with_json(OUTCOME, status=400)
+    with pytest.raises(FhirRefused) as refused:
+        store_for(httpserver).batch([entry])
+    assert refused.value.http_status == 400 and refused.value.status == 502
+
+
+@pytest.mark.parametrize(
+    ("status", "found"), [(200, True), (401, False), (403, False), (404, False)]
+)
+def test_read_as_sends_the_callers_token_alone(httpserver, status, found):
+    body = {"resourceType": "Patient", "id": "p1"} if status == 200 else OUTCOME
+    httpserver.expect_request("/fhir/Patient/p1").respond_with_json(body, status=status)
+    store = store_for(httpserver, auth=HttpAuth(mode="basic", username="sidecar", password="pw"))
+    assert (store.read_as("caller-token", "Patient", "p1") is not None) is found
+    headers = httpserver.log[0][0].headers
+    assert headers["Authorization"] == "Bearer caller-token"
+    assert len(httpserver.log) == 1  # a refusal is the caller's: no retry, no renewal
+
+
+def test_read_as_a_server_failure_is_still_an_error(httpserver):
+    httpserver.expect_request("/fhir/Patient/p1").respond_with_json(OUTCOME, status=500)
+    with pytest.raises(FhirUnavailable):
+        store_for(httpserver, retries=0).read_as("t", "Patient", "p1")

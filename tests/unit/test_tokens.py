@@ -21,8 +21,8 @@ KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
 OTHER = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)  # same kid, other key
 
 
-@pytest.fixture
-def issuer(httpserver):
+def publish_keys(httpserver) -> str:
+    """A fake authorization server publishing KEY (OpenID discovery, JWKS); its issuer."""
     base = httpserver.url_for("/realms/demo")
     httpserver.expect_request("/realms/demo/.well-known/openid-configuration").respond_with_json(
         {"issuer": base, "jwks_uri": httpserver.url_for("/realms/demo/certs")}
@@ -31,6 +31,11 @@ def issuer(httpserver):
         {"keys": [KEY.as_dict(private=False)]}
     )
     return base
+
+
+@pytest.fixture
+def issuer(httpserver):
+    return publish_keys(httpserver)
 
 
 def token(issuer: str, *, key=KEY, alg="RS256", **claims) -> str:

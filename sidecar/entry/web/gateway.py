@@ -6,6 +6,10 @@ a resource the caller may not see is a 404 that does not say whether it exists. 
 stream from the PACS (``Accept`` and ``Range`` pass through); metadata and searches come
 back with their URLs pointing here. ``Endpoint.address`` of each PACS is this URL
 (SMART Imaging Access: ``requires-access-token`` true).
+
+Every request is on the audit trail (docs/audit.md): a refused token or path as a
+refusal event, the rest through ``Services.retrievals`` (one AuditEvent per token, study,
+PACS, outcome and kind, however many frames are read).
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from sidecar.core.dicomweb_paths import NotAResource, parse, render_query, search_query
+from sidecar.core import audit
+from sidecar.core.caller import Caller
+from sidecar.core.dicomweb_paths import NotAResource, Target, parse, render_query, search_query
 from sidecar.core.outcome import FetchError
+from sidecar.core.qido import STUDY_INSTANCE_UID, first_value
 from sidecar.entry.web.context import current_services
 from sidecar.entry.web.responses import outcome_response
 
@@ -57,23 +64,72 @@ def dicomweb(pacs: str, rest: str) -> Response:
     try:
         caller = tokens.caller(request.headers.get("Authorization"))
     except FetchError as exc:
+        _refused(None, "DICOMweb request", exc.status)
         return _denied(exc)
+    target: Target | None = None
     try:
         if not gateway.knows(pacs):
             raise NotAResource("unknown PACS")
         target = parse(rest)
         if target.search:
             rows = gateway.search(caller, pacs, target, search_query(_query()))
+            _seen(caller, pacs, target, 200, rows)
             return _json(rows)
         if target.resource == "metadata":
-            return _json(gateway.metadata(caller, pacs, target))
+            rows = gateway.metadata(caller, pacs, target)
+            _seen(caller, pacs, target, 200)
+            return _json(rows)
         query = render_query(_query()) if target.resource in ("rendered", "thumbnail") else ""
         answer = gateway.retrieve(caller, pacs, target, query, request.headers)
     except NotAResource:
+        _refused(caller, "DICOMweb path that names no resource", 404)
         return outcome_response(404, "not-found", "no such resource for this caller")
     except FetchError as exc:
+        if target is not None and target.study:
+            _seen(caller, pacs, target, exc.status)
+        else:
+            _refused(caller, "DICOMweb request", exc.status)
         return _denied(exc)
+    _seen(caller, pacs, target, answer.status)
     return _stream(answer)
+
+
+def _seen(
+    caller: Caller, pacs: str, target: Target, status: int, rows: list[dict] | None = None
+) -> None:
+    """The request on the audit trail, once per study it touched (a search: each study of
+    its answer), with the study's Patient as the FHIR server showed it to the caller."""
+    services = current_services()
+    if services.retrievals is None or services.gateway is None:
+        return
+    try:
+        uids = [target.study] if target.study else []
+        uids += [u for r in rows or [] if (u := first_value(r, STUDY_INSTANCE_UID))]
+        uids = list(dict.fromkeys(uids))
+        # the decisions the request just made, cached: no new FHIR request
+        access = services.gateway.access(caller, pacs, uids) if status < 400 else {}
+        for uid in uids:
+            patient_id = access[uid].patient_id if uid in access else None
+            kind = "qido" if target.search else "wado"
+            services.retrievals.seen(
+                caller, patient_id, uid, pacs, status, kind, address=request.remote_addr
+            )
+    except Exception:  # noqa: BLE001 - the audit never fails a retrieval
+        log.exception("gateway audit failed", extra={"pacs": pacs})
+
+
+def _refused(caller: Caller | None, what: str, status: int) -> None:
+    services = current_services()
+    event = audit.refusal_event(
+        caller,
+        what,
+        status,
+        audit.now(),
+        request.remote_addr,
+        action="R",
+        observer=audit.Observer.of(services.settings),
+    )
+    services.audit.record(event)  # never raises: the AuditSink contract
 
 
 def _query() -> str:
