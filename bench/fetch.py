@@ -51,6 +51,7 @@ SERIES, INSTANCES = 3, 50
 FHIR = f"http://127.0.0.1:{os.environ.get('STACK_HAPI_PORT', '8080')}/fhir"
 PACS = f"http://127.0.0.1:{os.environ.get('STACK_PACS_PORT_MAIN', '8042')}"
 AUTH = ("orthanc", "orthanc")
+FHIR_AUTH: requests.auth.AuthBase | None = None  # set by main(): the system token
 
 
 class Session(requests.Session):
@@ -137,7 +138,7 @@ def irreducible(pid: str, bundle_entries: list[dict], concurrency: int) -> float
     pacs = Session()
     pacs.auth = AUTH
     pacs.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=concurrency + 2))
-    fhir = Session()
+    fhir = fhir_session()
     headers = {"Accept": "application/dicom+json"}
     started = time.perf_counter()
     query = qido.query_string(
@@ -166,7 +167,7 @@ def steady_floor(pid: str, fhir_id: str) -> float:
     """What a steady-state fetch cannot do without: one study-level QIDO, one FHIR search."""
     pacs = Session()
     pacs.auth = AUTH
-    fhir = Session()
+    fhir = fhir_session()
     started = time.perf_counter()
     query = qido.query_string(
         [(qido.PATIENT_ID, pid), (qido.ISSUER_OF_PATIENT_ID, ISSUER)],
@@ -204,7 +205,7 @@ def naive(pid: str, fhir_id: str, studies: list[dict]) -> float:
     """Per instance: one QIDO query for it, then PUT the study's ImagingStudy so far."""
     pacs = Session()
     pacs.auth = AUTH
-    fhir = Session()
+    fhir = fhir_session()
     started = time.perf_counter()
     for study in studies:
         growing = {k: v for k, v in study.items() if k not in ("series", "meta")}
@@ -232,12 +233,20 @@ def naive(pid: str, fhir_id: str, studies: list[dict]) -> float:
     return time.perf_counter() - started
 
 
+def fhir_session() -> Session:
+    """A session with the sidecar's system token (the stack's HAPI enforces SMART tokens):
+    the same credentials the use case holds, fetched and renewed outside the timed span."""
+    session = Session()
+    session.auth = FHIR_AUTH
+    return session
+
+
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def main() -> None:
-    global PACS, FHIR  # one run, one target
+    global PACS, FHIR, FHIR_AUTH  # one run, one target
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,100")
     parser.add_argument("--repeat", type=int, default=3)
@@ -261,7 +270,8 @@ def main() -> None:
     )
     fetch = wiring.build(settings).fetch
     http = Session()
-    http.auth = SystemTokenAuth(fhir_env)  # the sidecar's system token, renewed before expiry
+    FHIR_AUTH = SystemTokenAuth(fhir_env)  # the sidecar's system token, renewed before expiry
+    http.auth = FHIR_AUTH
     http.headers.update({"Content-Type": "application/fhir+json", "Cache-Control": "no-cache"})
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
