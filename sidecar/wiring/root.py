@@ -13,6 +13,7 @@ shared across processes).
 
 from __future__ import annotations
 
+import atexit
 from functools import partial
 from pathlib import Path
 
@@ -167,7 +168,11 @@ def create_web_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     require_caller_credentials(settings)
     configure_logging(settings.log_level)
-    return web_app(build(settings))
+    services = build(settings)
+    # a gunicorn worker leaves through sys.exit: the gateway's last retrieval counts reach
+    # the audit outbox, pooled connections close
+    atexit.register(services.close)
+    return web_app(services)
 
 
 def web_app(services: Services) -> Flask:
