@@ -38,9 +38,11 @@ test: install lint java-test py-test viewer-test viewer-check
 demo: install
 	bash deploy/local/demo.sh
 
-bench:
+bench: ## every ratio of docs/benchmarks.md, on the running local stack (make demo first)
 	$(PYTHON) bench/convert.py
 	$(PYTHON) bench/fetch.py
+	$(PYTHON) bench/gateway.py
+	$(PYTHON) bench/audit.py
 	$(PYTHON) bench/sync.py
 
 compose-check: ## the Docker demo for real: up --build, what a user would check, down -v (CI)

@@ -26,7 +26,7 @@ from sidecar.core.outcome import FhirUnavailable
 from sidecar.samples.loader import load_into_orthanc
 from sidecar.settings import FhirSettings, load_settings
 from subscription_handlers.usecases.triggers.audit import AuditDrain
-from tests.conftest import token_claims, with_pacs
+from tests.conftest import stack_sh, token_claims, with_pacs
 from tests.unit.test_tokens import AUD, publish_keys, token
 
 pytestmark = pytest.mark.stack
@@ -193,3 +193,42 @@ def test_a_patient_the_token_may_not_read_is_not_found_and_recorded_as_refused(
     [event] = search(fhir_http, stack.fhir_base, f"AuditEvent?patient=Patient/{world.patient_id}")
     assert event["outcome"] == "4" and event["outcomeDesc"].startswith("refused: $fetch-imaging")
     assert user_of(event)["identifier"]["value"] == token_claims(other)["sub"]
+
+
+def test_gateway_retrievals_while_hapi_is_stopped_reach_it_when_it_returns(world, stack, fhir_http):
+    """The real thing, end to end: a fetch writes the study; its frames are read through the
+    gateway (the decision is cached); HAPI is stopped; more reads (the cached decision still
+    holds) and a refused one happen; nothing reaches HAPI until it is back, then all of it
+    does, findable by ``?patient=``."""
+    if not stack.env().get("SIDECAR_AUTH_ISSUER"):
+        pytest.skip("HAPI does not enforce tokens here (STACK_AUTH=none)")
+    services = world.services
+    client = wiring.web_app(services).test_client()
+    bearer = {"Authorization": f"Bearer {world.caller_token}"}
+    relay = {"X-Sidecar-Secret": RELAY, "X-Caller-Authorization": bearer["Authorization"]}
+    fetched = client.post(f"/fhir/Patient/{world.patient_id}/$fetch-imaging", headers=relay)
+    assert fetched.status_code == 200, fetched.get_data(as_text=True)
+    [study] = [e["resource"] for e in fetched.json["entry"] if e["search"]["mode"] == "match"]
+    study_uid = study["identifier"][0]["value"].removeprefix("urn:oid:")
+    metadata = f"/dicomweb/main/studies/{study_uid}/metadata"
+    assert client.get(metadata, headers=bearer).status_code == 200
+    stack_sh("down", "hapi")
+    try:
+        for _ in range(3):  # the decision is cached: the PACS answers, HAPI is not asked
+            assert client.get(metadata, headers=bearer).status_code == 200
+        assert client.get(metadata, headers={"Authorization": "Bearer nope"}).status_code == 401
+        services.retrievals.close()  # the window's count on record
+        with pytest.raises(FhirUnavailable):
+            world.drain.step(NoLease())
+        waiting = services.audit.count()
+    finally:
+        stack_sh("up", "hapi")
+    world.drain.step(NoLease())
+    assert services.audit.count() == 0
+    found = search(fhir_http, stack.fhir_base, f"AuditEvent?patient=Patient/{world.patient_id}")
+    reads = [e for e in found if e["subtype"][0]["code"] == "read"]
+    assert len(reads) == 1  # four reads of one study by one token: one event
+    detail = {d["type"]: d["valueString"] for d in reads[0]["entity"][-1]["detail"]}
+    assert detail["requests"] == "4"
+    assert user_of(reads[0])["identifier"]["value"] == world.subject
+    assert waiting >= 3  # the fetch, the study it wrote, the reads (the refusal names no one)
