@@ -50,14 +50,19 @@ PROFILE_ATTRIBUTES = {
     "patient": "SMART patient context: the id of the user's Patient",
     "fhirUser": "SMART fhirUser: Patient/ID or Practitioner/ID",
 }
+#: Keycloak grants an optional client scope to ANY user who asks for it, unless the scope has
+#: role scope mappings: then only to members of one of those roles (Server Administration
+#: Guide, "Client scopes permissions"). ``user/*.rs`` reads every Patient's records, so it
+#: is mapped to this role: a patient user asking for ``scope=user/*.rs`` does not get it.
+USER_SCOPE_ROLES = {"user/*.rs": "smart-user-access"}
 DEMO_USERS = {
     "practitioner": {
         "attributes": {"fhirUser": ["Practitioner/demo-practitioner"]},
-        "roles": [],
+        "roles": ["smart-user-access"],
     },
     "operator": {
         "attributes": {"fhirUser": ["Practitioner/demo-operator"]},
-        "roles": ["imaging-operator"],
+        "roles": ["imaging-operator", "smart-user-access"],
     },
 }
 
@@ -138,6 +143,7 @@ class Keycloak:
     def configure(self, fhir_base: str, origins: list[str]) -> None:
         self.declare_profile_attributes()
         self.set_audience(fhir_base)
+        self.restrict_user_scopes()
         sidecar = self.client(SIDECAR_CLIENT)
         sidecar["secret"] = self.secret("keycloak-sidecar-secret")
         self.admin("PUT", f"/clients/{sidecar['id']}", sidecar)
@@ -175,6 +181,19 @@ class Keycloak:
                 config["included.custom.audience"] = fhir_base
                 path = f"/client-scopes/{scope['id']}/protocol-mappers/models/{mapper['id']}"
                 self.admin("PUT", path, mapper)
+
+    def restrict_user_scopes(self) -> None:
+        """Each scope of :data:`USER_SCOPE_ROLES` granted only to members of its role (also in
+        a realm imported before the mapping existed: the import keeps an existing realm)."""
+        scopes = {s["name"]: s for s in self.admin("GET", "/client-scopes")}
+        for scope_name, role_name in USER_SCOPE_ROLES.items():
+            quoted = urllib.parse.quote(role_name)
+            if not any(r["name"] == role_name for r in self.admin("GET", "/roles")):
+                self.admin("POST", "/roles", {"name": role_name})
+            role = self.admin("GET", f"/roles/{quoted}")
+            path = f"/client-scopes/{scopes[scope_name]['id']}/scope-mappings/realm"
+            if not any(r["name"] == role_name for r in self.admin("GET", path) or []):
+                self.admin("POST", path, [role])
 
     def register_jwt_key(self) -> None:
         """The public half of ``$VAR/keycloak-sidecar-jwt.pem``'s key, as its certificate."""

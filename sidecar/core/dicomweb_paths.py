@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
+from sidecar.core.outcome import BadRequest
 from sidecar.core.qido import ISSUER_OF_PATIENT_ID, PATIENT_ID, is_uid
 
 #: What may follow a study, series, instance or frame list (PS3.18 Table 10.4.1-1).
@@ -31,6 +32,7 @@ QIDO_PARAMETERS = frozenset({"includefield", "limit", "offset", "fuzzymatching"}
 #: Query parameters of a rendered resource that are passed on (PS3.18 8.3.5.1).
 RENDER_PARAMETERS = frozenset({"window", "viewport", "quality", "annotation", "iccprofile"})
 MAX_LIMIT = 1000
+_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only (str.isdigit takes "²", "١")
 
 
 class NotAResource(ValueError):
@@ -155,8 +157,11 @@ def search_query(query_string: str) -> str:
     kept = []
     for key, value in parse_qsl(query_string, keep_blank_values=True):
         if key in QIDO_PARAMETERS or _ATTRIBUTE.match(key):
-            if key == "limit":
-                value = str(min(int(value), MAX_LIMIT)) if value.isdigit() else str(MAX_LIMIT)
+            if key == "limit":  # 0 is "no limit" to Orthanc; "²".isdigit() but int() fails
+                number = int(value) if _NUMBER.fullmatch(value) else 0
+                value = str(min(number, MAX_LIMIT) if number > 0 else MAX_LIMIT)
+            elif key == "offset" and not _NUMBER.fullmatch(value):
+                raise NotAResource("offset is not a number")
             kept.append((key, value))
         else:
             raise NotAResource(f"unknown query parameter {key!r}")
@@ -168,6 +173,40 @@ def search_query(query_string: str) -> str:
 
 
 def render_query(query_string: str) -> str:
-    """The rendering parameters of a rendered/thumbnail request, nothing else."""
+    """The rendering parameters of a rendered/thumbnail request, nothing else; each value
+    within its PS3.18 8.3.5.1 syntax and a viewport of at most :data:`MAX_VIEWPORT` pixels a
+    side (BadRequest otherwise): the PACS renders into a buffer of that size, and Orthanc
+    1.10 crashed (segfault, the whole PACS) on ``viewport=99999,99999``."""
     kept = [(k, v) for k, v in parse_qsl(query_string) if k in RENDER_PARAMETERS]
+    for key, value in kept:
+        if not _RENDER_VALUES[key](value):
+            raise BadRequest(f"{key}: not a valid value of this rendering parameter")
     return urlencode(kept, safe=",")
+
+
+def _viewport(value: str) -> bool:
+    parts = value.split(",")
+    if len(parts) not in (2, 6) or not all(_INTEGER.fullmatch(p) for p in parts):
+        return False
+    return all(0 < int(p) <= MAX_VIEWPORT for p in parts[:2])
+
+
+def _window(value: str) -> bool:
+    parts = value.split(",")
+    return (
+        len(parts) == 3
+        and all(_DECIMAL.fullmatch(p) for p in parts[:2])
+        and parts[2] in ("linear", "linear-exact", "sigmoid")
+    )
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,6}")
+_DECIMAL = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
+MAX_VIEWPORT = 4096
+_RENDER_VALUES = {
+    "viewport": _viewport,
+    "window": _window,
+    "quality": lambda v: _NUMBER.fullmatch(v) is not None and 1 <= int(v) <= 100,
+    "annotation": lambda v: set(v.split(",")) <= {"patient", "technique"},
+    "iccprofile": lambda v: v in ("no", "yes", "srgb", "adobergb", "rommrgb"),
+}

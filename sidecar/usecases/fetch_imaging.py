@@ -150,7 +150,7 @@ class FetchImaging:
             if request.caller is not None:
                 visible = self._submit(self._may_read, request.caller, request.patient_id)
         else:
-            patient_read = self._submit(self._find_patient, *request.identifier)  # type: ignore[misc]
+            patient_read = self._submit(self._find_patient, *request.identifier, request.caller)  # type: ignore[misc]
             stored_read = None
         patient = patient_read.result()
         patient_id = patient["id"]
@@ -210,14 +210,27 @@ class FetchImaging:
     def _submit(self, call: Any, *args: Any, **kwargs: Any) -> Future:
         return self._pool.submit(call, *args, **kwargs)
 
-    def _find_patient(self, system: str | None, value: str) -> Resource:
+    def _find_patient(
+        self, system: str | None, value: str, caller: Caller | None = None
+    ) -> Resource:
         """The one Patient that carries this identifier (compared exactly: a server may match
-        loosely, HAPI trims and drops control characters). The value is not echoed."""
+        loosely, HAPI trims and drops control characters). The value is not echoed.
+
+        Several: a 409 for the sidecar's own callers; a user's token learns only of the
+        Patients it may read (none of them: the same 404 as no Patient at all, else the 409
+        names those only), so a type-level lookup is no oracle of other people's identifiers."""
         found = self.fhir.find_patients(identifier_token(system, value), limit=CLAIM_LIMIT)
         exact = [p for p in found if identity.carries_identifier(p, system, value)]
         if not exact:
             raise PatientNotFound("no Patient has the given identifier")
         if len(exact) > 1:
+            if caller is not None:
+                readable = [p for p in exact if self._may_read(caller, str(p.get("id")))]
+                if not readable:
+                    raise PatientNotVisible(
+                        "no Patient has the given identifier", patient_id=str(exact[0].get("id"))
+                    )
+                exact = readable
             ids = ", ".join(f"Patient/{p.get('id')}" for p in exact)
             raise AmbiguousPatient(f"more than one Patient has the given identifier: {ids}")
         return exact[0]

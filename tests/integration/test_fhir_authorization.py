@@ -41,6 +41,7 @@ class World:
 
     def __init__(self, stack: Stack, http: requests.Session) -> None:
         self.base = stack.fhir_base
+        self.stack = stack
         suffix = uuid.uuid4().hex[:10]
         self.a, self.b = f"authz-a-{suffix}", f"authz-b-{suffix}"
         self.endpoint = f"authz-e-{suffix}"
@@ -179,6 +180,26 @@ def test_metadata_and_smart_configuration_need_no_token(world: World) -> None:
     discovery = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=30).json()
     assert discovery["token_endpoint"] == config["token_endpoint"]
     assert discovery["jwks_uri"] == config["jwks_uri"]
+
+
+@pytest.mark.parametrize("client", ["dicom-fhir-cli", "test-short-lived"])
+def test_a_patient_user_asking_for_user_scope_does_not_get_it(world: World, client: str) -> None:
+    """Keycloak grants an optional client scope to anyone who asks, unless the scope has role
+    scope mappings: a patient user asking for ``user/*.rs`` (every Patient's records, and
+    every study at the gateway) would read patient B with its own password. Only members of
+    ``smart-user-access`` get it; the practitioner still does."""
+    token = world.stack.token(
+        "--patient", f"Patient/{world.a}", "--client", client, "--scope", "openid user/*.rs"
+    )
+    assert "user/*.rs" not in token_claims(token).get("scope", "").split()
+    response = requests.get(
+        f"{world.base}/ImagingStudy?subject=Patient/{world.b}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert response.status_code in (401, 403), response.text[:300]
+    practitioner = token_claims(world.tokens["practitioner"])
+    assert "user/*.rs" in practitioner["scope"].split()
 
 
 # --- reads -------------------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from sidecar.core.dicomweb_paths import NotAResource, parse, render_query, search_query
+from sidecar.core.outcome import BadRequest
 
 S, SE, IN = "1.2.3", "1.2.3.4", "1.2.3.4.5"
 
@@ -112,8 +115,57 @@ def test_a_search_keeps_attributes_and_parameters_and_caps_the_limit():
         search_query("orthanc.query=1")
 
 
+@pytest.mark.parametrize(
+    "limit", ["0", "00", "\u00b2", "\u0661\u0662", "-1", "1e3", " 5", "", "99999999999999999999"]
+)
+def test_a_limit_that_is_not_a_positive_ascii_number_is_the_cap(limit):
+    """``limit=0`` is "no limit" to Orthanc (the cap would be gone); ``²`` passes
+    ``str.isdigit`` and failed ``int()`` as an unhandled 500."""
+    assert search_query(f"limit={quote(limit)}").startswith("limit=1000&")
+    assert search_query("limit=7").startswith("limit=7&")
+
+
+@pytest.mark.parametrize("offset", ["-5", "\u00b2", "1e3", "", "x", "1234567890123"])
+def test_an_offset_that_is_not_an_ascii_number_is_no_query(offset):
+    with pytest.raises(NotAResource):
+        search_query(f"offset={quote(offset)}")
+    assert search_query("offset=40").startswith("offset=40&")
+
+
 def test_a_rendering_keeps_its_own_parameters_only():
     assert (
         render_query("window=40,400,linear&viewport=64,64&x=1")
         == "window=40,400,linear&viewport=64,64"
     )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "viewport=99999,99999",  # one such request segfaulted Orthanc 1.10 (the whole PACS)
+        "viewport=4097,64",
+        "viewport=0,64",
+        "viewport=64",
+        "viewport=64,64,a,b,c,d",
+        "quality=0",
+        "quality=101",
+        "quality=%C2%B2",
+        "window=a,1,linear",
+        "window=40,400,cubic",
+        "window=40,nan,linear",
+        "annotation=name",
+        "iccprofile=evil",
+    ],
+)
+def test_a_rendering_parameter_out_of_its_ps3_18_range_is_a_400(query):
+    with pytest.raises(BadRequest):
+        render_query(query)
+
+
+def test_a_rendering_parameter_in_its_range_is_passed_on():
+    query = (
+        "viewport=4096,4096&quality=100&window=-40.5,400,sigmoid"
+        "&annotation=patient,technique&iccprofile=srgb"
+    )
+    assert render_query(query) == query
+    assert render_query("viewport=512,512,0,0,-64,64") == "viewport=512,512,0,0,-64,64"

@@ -7,7 +7,7 @@ import pytest
 
 from sidecar.core.caller import Caller
 from sidecar.core.fetch_request import FetchRequest
-from sidecar.core.outcome import PatientNotFound, PatientNotVisible
+from sidecar.core.outcome import AmbiguousPatient, PatientNotFound, PatientNotVisible
 from tests.unit.test_audit_trail import ListSink
 from tests.unit.test_fetch_use_case import SYS_A, world  # noqa: F401 - fixture
 
@@ -88,3 +88,26 @@ def test_a_missing_patient_is_plainly_not_found_and_an_allowed_one_is_fetched(au
     assert not isinstance(missing.value, PatientNotVisible)
     result = fetch(FetchRequest(identifier=(SYS_A, "12"), caller=CALLER))
     assert len(result.studies) == 2
+
+
+def test_an_identifier_several_unreadable_patients_share_is_not_found_for_the_caller(audited):
+    """A patient token at type level, with someone else's identifier that two Patients
+    carry: a 409 naming both Patients told the caller that the identifier exists (and
+    whose records hold it), where a single holder is a 404. Neither is the caller's to know."""
+    fetch, fhir, pacs, _ = audited
+    fhir.store[("Patient", "dup")] = {**fhir.store[("Patient", "p12")], "id": "dup"}
+    fhir.visible = {"p123"}
+    with pytest.raises(PatientNotVisible) as refused:
+        fetch(FetchRequest(identifier=(SYS_A, "12"), caller=CALLER))
+    assert refused.value.status == 404
+    assert refused.value.diagnostics == "no Patient has the given identifier"
+    assert pacs.patient_queries == []
+    # one of them the caller's: still a conflict, naming only what the caller may read
+    fhir.visible = {"p12"}
+    with pytest.raises(AmbiguousPatient) as conflict:
+        fetch(FetchRequest(identifier=(SYS_A, "12"), caller=CALLER))
+    assert "Patient/p12" in conflict.value.diagnostics
+    assert "Patient/dup" not in conflict.value.diagnostics
+    # the sidecar's own callers (no user token) still see both
+    with pytest.raises(AmbiguousPatient, match="Patient/dup"):
+        fetch(FetchRequest(identifier=(SYS_A, "12")))
