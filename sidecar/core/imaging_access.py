@@ -45,12 +45,21 @@ class StudyAccess:
     def has_instance(self, series_uid: str, instance_uid: str) -> bool:
         return instance_uid in self.series.get(series_uid, frozenset())
 
-    def names_patient(self, record: Mapping[str, Any]) -> bool:
+    def names_patient(self, record: Mapping[str, Any], *, issuer_checked: bool = False) -> bool:
         """Whether a PACS record names this study's patient (PatientID, IssuerOfPatientID)
-        exactly; a record naming no PatientID is judged by its UIDs alone."""
+        exactly; a record naming no PatientID is judged by its UIDs alone.
+
+        ``issuer_checked``: the rows of this study were already judged with their
+        IssuerOfPatientID (0010,0021), so a record that leaves the issuer out is judged by its
+        PatientID (0010,0020): Orthanc's study-level metadata with ``StudiesMetadata:
+        MainDicomTags`` carries no issuer at all. A record naming another issuer never is."""
         if qido.first_value(record, qido.PATIENT_ID) is None:
             return True
-        return any(qido.is_exact_patient(record, k.patient_id, k.issuer) for k in self.keys)
+        if any(qido.is_exact_patient(record, k.patient_id, k.issuer) for k in self.keys):
+            return True
+        if not issuer_checked or qido.first_value(record, qido.ISSUER_OF_PATIENT_ID) is not None:
+            return False
+        return any(qido.is_exact_patient(record, k.patient_id, None) for k in self.keys)
 
 
 def study_access(
@@ -91,14 +100,20 @@ def whole_is_allowed(
 
 
 def visible_rows(
-    rows: Iterable[Record], access: Mapping[str, StudyAccess], level: str
+    rows: Iterable[Record],
+    access: Mapping[str, StudyAccess],
+    level: str,
+    *,
+    issuer_checked: bool = False,
 ) -> list[Record]:
     """The QIDO rows (or metadata items) a caller may see: its studies, their listed series
-    and instances, rows naming its patient; everything else is left out unseen."""
+    and instances, rows naming its patient; everything else is left out unseen.
+    ``issuer_checked``: see :meth:`StudyAccess.names_patient` (metadata after
+    :func:`whole_is_allowed` judged the PACS's rows)."""
     kept = []
     for row in rows:
         study = access.get(qido.first_value(row, qido.STUDY_INSTANCE_UID) or "")
-        if study is None or not study.names_patient(row):
+        if study is None or not study.names_patient(row, issuer_checked=issuer_checked):
             continue
         series = qido.first_value(row, SERIES_UID)
         if level in ("series", "instance") and not (series and study.has_series(series)):

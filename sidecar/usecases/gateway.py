@@ -193,7 +193,10 @@ class ImagingGateway:
         """Checked metadata, its bulk data URLs pointing at the gateway."""
         access = self.check(caller, pacs, target)
         items = self.pacs[pacs].search(target.path, "")
-        visible = imaging_access.visible_rows(items, {access.study_uid: access}, "instance")
+        # check() judged the PACS's rows with their issuer; a metadata item may lack it
+        visible = imaging_access.visible_rows(
+            items, {access.study_uid: access}, "instance", issuer_checked=True
+        )
         return imaging_access.rewrite_urls(visible, self.root(pacs))
 
     # -- QIDO-RS --------------------------------------------------------------------------

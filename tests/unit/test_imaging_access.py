@@ -62,6 +62,20 @@ def test_instances_must_be_listed():
     assert visible_rows(rows, {"1.2": access()}, "instance") == [rows[0]]
 
 
+def test_metadata_items_without_an_issuer_count_once_the_rows_were_judged_with_it():
+    """Orthanc's study-level metadata (StudiesMetadata: MainDicomTags) has no (0010,0021):
+    after whole_is_allowed judged the PACS's rows with their issuer, an item naming the
+    PatientID alone is the patient's; one naming another issuer or PatientID never is."""
+    items = [
+        row(issuer=None, series="1.2.1", instance="1.2.1.1"),
+        row(issuer="OTHER", series="1.2.1", instance="1.2.1.2"),
+        row(patient="B1", issuer=None, series="1.2.1", instance="1.2.1.2"),
+    ]
+    assert visible_rows(items, {"1.2": access()}, "instance") == []
+    judged = visible_rows(items, {"1.2": access()}, "instance", issuer_checked=True)
+    assert judged == [items[0]]
+
+
 def test_a_whole_study_or_series_is_allowed_only_when_the_pacs_holds_nothing_else():
     assert whole_is_allowed(access(), None, [row(series="1.2.1")])
     assert not whole_is_allowed(
