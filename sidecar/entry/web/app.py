@@ -8,6 +8,7 @@ Serve with ``dicom-fhir serve``, or with gunicorn directly:
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from sidecar.entry.web.viewer import ViewerConfig, viewer_blueprint
 from sidecar.services import Services
 
 log = logging.getLogger("sidecar.entry.web")
+#: an X-Request-Id kept as the caller sent it (anything else is replaced: it is logged)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 MAX_BODY_BYTES = 2 * 1024 * 1024  # /notify takes Patients up to 1 MB; $fetch-imaging far less
 #: R4 issue-type codes for the HTTP errors Flask raises itself.
 ISSUE_CODES = {
@@ -74,7 +77,9 @@ def create_app(services: Services, blueprints: Iterable[Blueprint] = ()) -> Flas
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        # a caller's id is kept only when it is an id: it goes into every log line
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
     @app.after_request
     def _log(response: Response) -> Response:
@@ -90,6 +95,9 @@ def create_app(services: Services, blueprints: Iterable[Blueprint] = ()) -> Flas
                 },
             )
         response.headers["X-Request-Id"] = g.request_id
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.status_code >= 400:
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     return app

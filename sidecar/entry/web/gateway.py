@@ -50,10 +50,10 @@ def _denied(exc: FetchError) -> Response:
     if exc.status == 401:
         error = getattr(exc, "error", None)
         headers["WWW-Authenticate"] = f'{REALM}, error="{error}"' if error else REALM
-    return outcome_response(exc.status, exc.code, exc.diagnostics, **headers)
+    return _private(outcome_response(exc.status, exc.code, exc.diagnostics, **headers))
 
 
-@bp.route("/dicomweb/<pacs>/<path:rest>", methods=["GET", "HEAD"])
+@bp.route("/dicomweb/<pacs>/<path:rest>", methods=["GET", "HEAD"], provide_automatic_options=False)
 def dicomweb(pacs: str, rest: str) -> Response:
     services = current_services()
     gateway, tokens = services.gateway, services.tokens
@@ -83,7 +83,7 @@ def dicomweb(pacs: str, rest: str) -> Response:
         answer = gateway.retrieve(caller, pacs, target, query, request.headers)
     except NotAResource:
         _refused(caller, "DICOMweb path that names no resource", 404)
-        return outcome_response(404, "not-found", "no such resource for this caller")
+        return _private(outcome_response(404, "not-found", "no such resource for this caller"))
     except FetchError as exc:
         if target is not None and target.study:
             _seen(caller, pacs, target, exc.status)
@@ -142,12 +142,30 @@ def _json(rows: list[dict[str, Any]]) -> Response:
 
 
 def _stream(answer: Any) -> Response:
+    if answer.status >= 400 and answer.status != 416:
+        answer.close()  # the PACS's own error body (its paths, its product) stays here
+        return _private(_pacs_error(answer.status))
     headers = {k: v for k, v in answer.headers.items() if k in PASSED_ON}
     if request.method == "HEAD":
         answer.close()
-        return _private(Response(status=answer.status, headers=headers))
+        response = Response(status=answer.status, headers=headers)
+        # a streamed answer has no length the PACS told: say none rather than 0
+        response.automatically_set_content_length = "Content-Length" in headers
+        return _private(response)
     body = stream_with_context(answer.chunks())
     return _private(Response(body, status=answer.status, headers=headers, direct_passthrough=True))
+
+
+def _pacs_error(status: int) -> Response:
+    """An error of the PACS as our OperationOutcome: 404 and 406 keep their meaning for the
+    client (no such frame; no such media type, PS3.18 8.7.4), others are the PACS failing."""
+    if status == 404:
+        return outcome_response(404, "not-found", "no such resource for this caller")
+    if status == 406:
+        return outcome_response(406, "not-supported", "the PACS cannot answer in that media type")
+    if status < 500:
+        return outcome_response(400, "invalid", f"the PACS refused the request (HTTP {status})")
+    return outcome_response(502, "transient", f"the PACS failed (HTTP {status})")
 
 
 def _private(response: Response) -> Response:
