@@ -312,6 +312,8 @@ sidecar_env() { # the settings a sidecar (or a test) needs to talk to this stack
   echo "export SIDECAR_NOTIFY_SECRET=$SIDECAR_NOTIFY_SECRET"
   echo "export SIDECAR_DATA_DIR=$VAR/sidecar"
   echo "export SIDECAR_NOTIFY_URL=http://127.0.0.1:$SIDECAR_PORT/notify"
+  # where browsers reach the sidecar: Endpoint.address (its imaging gateway) names this port
+  echo "export SIDECAR_PUBLIC_URL=http://127.0.0.1:$SIDECAR_PORT"
   echo "export SIDECAR_PACS=$(IFS=,; echo "${names[*]}")"
   # the sample roster's issuers (sidecar.samples) and the systems the tests and demo use
   echo "export SIDECAR_PATIENT_IDENTIFIERS='urn:example:mrn:hosp-a|HOSP-A,urn:example:mrn:hosp-b|HOSP-B,urn:example:mrn:no-issuer'"
