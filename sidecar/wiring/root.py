@@ -31,6 +31,7 @@ from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 from sidecar.usecases.gateway import ImagingGateway
 from sidecar.usecases.health import HealthReport
+from sidecar.usecases.sync_status import SyncStatus
 from subscription_handlers.adapters.queue import HueySyncQueue
 from subscription_handlers.entry import notify
 from subscription_handlers.usecases.patient_sync import PatientSync
@@ -81,6 +82,7 @@ def build(settings: Settings | None = None) -> Services:
         health=HealthReport(fhir, pacs, registrar, queue),
         tokens=tokens,
         gateway=gateway,
+        sync_status=SyncStatus(settings, fhir, pacs, queue),
     )
 
 
