@@ -126,7 +126,7 @@ class SyncRecord:
     finished_at: float | None  # when the last sync succeeded, or the last attempt failed
     last_error: str | None
     attempts: int  # failed attempts since the last success
-    reason: str | None  # the trigger that last asked for a sync (notify, operator, pacs:main, ...)
+    reason: str | None  # the trigger that last asked (update, operator, changes:main, ...)
     detail: str | None  # what the last outcome means (a conflict names the Patients)
     pending_since: float | None
 
