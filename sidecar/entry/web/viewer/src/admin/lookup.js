@@ -38,7 +38,7 @@ export function lookupSection(app) {
           return;
         }
         const target = `#/${what.kind}/${encodeURIComponent(what.value)}`;
-        if (window.location.hash === target) state.open(what, { fresh: true });
+        if (window.location.hash === target) section.open(what, { fresh: true });
         else window.location.hash = target;
       },
     },
@@ -53,18 +53,21 @@ export function lookupSection(app) {
   const element = h('section', { class: 'panel', id: 'lookup', 'aria-labelledby': 'lookup-title' }, h('h2', { id: 'lookup-title', text: 'Look up a patient or a study' }), form, answer);
 
   let timer = 0;
-  let followUntil = 0;
+  let followUntil = 0; // after an action: follow the sync until it has run, at most this long
+  let sawBusy = false;
+  let lastState = '';
   /** @type {{kind: 'patient'|'study', value: string}|null} */
   let current = null;
 
-  const state = {
+  const section = {
     element,
     /** @param {{kind: 'patient'|'study', value: string}} what @param {{fresh?: boolean, follow?: boolean}} [how] */
     async open(what, how = {}) {
       const same = current && current.kind === what.kind && current.value === what.value;
+      if (!same) lastState = '';
       current = what;
       input.value = what.kind === 'patient' ? `Patient/${what.value}` : what.value;
-      if (how.follow) followUntil = Date.now() + FOLLOW_FOR_MS;
+      if (how.follow) startFollowing();
       if (!same || how.fresh) {
         answer.dataset.print = '';
         show(answer, h('p', { class: 'status loading', role: 'status' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), `Looking up ${label(what)}…`));
@@ -79,10 +82,17 @@ export function lookupSection(app) {
     },
     /** after Retry on the overview: show this patient and follow its sync */
     follow(patientId) {
-      window.location.hash = `#/patient/${encodeURIComponent(patientId)}`;
-      followUntil = Date.now() + FOLLOW_FOR_MS;
+      startFollowing();
+      const target = `#/patient/${encodeURIComponent(patientId)}`;
+      if (window.location.hash === target) section.open({ kind: 'patient', value: patientId });
+      else window.location.hash = target;
     },
   };
+
+  function startFollowing() {
+    followUntil = Date.now() + FOLLOW_FOR_MS;
+    sawBusy = false;
+  }
 
   async function load(focus) {
     clearTimeout(timer);
@@ -101,16 +111,21 @@ export function lookupSection(app) {
     }
     if (current !== what) return;
     const busy = ['queued', 'running', 'retrying'].includes(data.sync?.state);
+    if (busy) sawBusy = true;
+    else if (sawBusy) followUntil = 0; // it ran: nothing more to follow
     const following = busy || Date.now() < followUntil;
+    const syncState = data.sync?.state || '';
+    if (lastState && syncState !== lastState) app.refreshOverview(); // the queue changed too
+    lastState = syncState;
     showIfChanged(answer, { data, following }, () =>
-      what.kind === 'patient' ? patientAnswer(app, data, state, following) : studyAnswer(app, data, state, following),
+      what.kind === 'patient' ? patientAnswer(app, data, section, following) : studyAnswer(app, data, section, following),
     );
     if (focus) answer.focus();
     if (following) timer = window.setTimeout(() => load(false), FOLLOW_MS);
   }
 
-  state.refresh = () => load(false);
-  return state;
+  section.refresh = () => load(false);
+  return section;
 }
 
 function label(what) {
