@@ -138,7 +138,7 @@ function showAccount(app) {
   show(
     account,
     !user.patientId ? h('a', { href: '#/patients', text: 'Find a patient' }) : null,
-    h('span', { class: 'who', text: `Signed in${user.name ? ` as ${user.name}` : ''} (${kind})` }),
+    h('span', { class: 'who', text: `Signed in as ${user.name || user.fhirUser || `a ${kind}`} (${kind})` }),
     h('button', { type: 'button', class: 'quiet', onclick: () => app.signOut(), text: 'Sign out' }),
   );
 }
