@@ -17,6 +17,7 @@ from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 from sidecar.usecases.gateway import ImagingGateway
+from sidecar.usecases.sync_status import SyncStatus
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Services:
     tokens: TokenValidator | None = None
     #: the imaging gateway's decisions and answers (None without tokens)
     gateway: ImagingGateway | None = None
+    #: the operator's lookup: a Patient or a StudyInstanceUID, PACS and FHIR side by side
+    sync_status: SyncStatus | None = None
     #: /healthz's report, probed at most every few seconds (sidecar/usecases/health.py)
     health: Callable[[], dict[str, Any]] = lambda: {"status": "ok"}  # noqa: E731
     #: where AuditEvents go (docs/audit.md): the durable outbox, or NoAudit when it is off

@@ -29,3 +29,16 @@ say "the demo Patient, its automatic sync, and \$fetch-imaging on the FHIR serve
 DEMO_FHIR_TOKEN=""
 [[ ${STACK_AUTH:-smart} == none ]] || DEMO_FHIR_TOKEN="$(bash "$STACK" token --system)"
 DEMO_FHIR_TOKEN="$DEMO_FHIR_TOKEN" "$PY" -m sidecar.samples.demo --fhir "$SIDECAR_FHIR_BASE_URL"
+
+if [[ ${STACK_AUTH:-smart} != none ]]; then
+  say "the pages the sidecar serves (sign in on the stack's Keycloak)"
+  # the demo Patient gets a patient user of its own (SMART patient context)
+  DEMO_ID="$(curl -fsS -H "Authorization: Bearer $DEMO_FHIR_TOKEN" -H 'Cache-Control: no-cache' \
+    "$SIDECAR_FHIR_BASE_URL/Patient?identifier=urn:example:mrn:hosp-a%7CP-1001&_elements=id" |
+    "$PY" -c 'import json, sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')"
+  bash "$STACK" user demo-patient --patient "Patient/$DEMO_ID" >/dev/null
+  SIDECAR="http://127.0.0.1:${STACK_SIDECAR_PORT:-8090}"
+  echo "imaging viewer  $SIDECAR/viewer/  users: demo-patient (Patient/$DEMO_ID), practitioner"
+  echo "operator page   $SIDECAR/admin/   user: operator (role imaging-operator)"
+  echo "password of every demo user: ${STACK_DATA_DIR:-var}/keycloak-demo-password"
+fi

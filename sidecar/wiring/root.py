@@ -35,6 +35,7 @@ from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 from sidecar.usecases.gateway import ImagingGateway
 from sidecar.usecases.health import HealthReport
+from sidecar.usecases.sync_status import SyncStatus
 from subscription_handlers.adapters.audit_outbox import open_outbox
 from subscription_handlers.adapters.queue import HueySyncQueue
 from subscription_handlers.entry import notify
@@ -97,6 +98,7 @@ def build(settings: Settings | None = None) -> Services:
         retrievals=retrievals,
         tokens=tokens,
         gateway=gateway,
+        sync_status=SyncStatus(settings, fhir, pacs, queue),
     )
 
 

@@ -314,6 +314,10 @@ class HueySyncQueue:
                 revived.append(patient_id)
         return revived
 
+    def state(self, patient_id: str) -> sm.PatientSyncState | None:
+        """One Patient's ledger record, for the operator page's lookup."""
+        return self.ledger.get(patient_id)
+
     def dead_letters(self, limit: int = 100) -> list[sm.PatientSyncState]:
         states = (self.ledger.get(pid) for pid in self.ledger.ids("dead", limit))
         return [s for s in states if s is not None]

@@ -1,4 +1,5 @@
-"""Idempotent registration of the Patient Subscription and the $fetch-imaging definition.
+"""Idempotent registration of the Patient Subscription and the OperationDefinitions of
+``$fetch-imaging`` and ``$imaging-sync-status``.
 
 The Subscription (R4, criteria based) lives under a fixed id, so registering twice, from
 several replicas or after a restart, converges on one resource:
@@ -10,7 +11,9 @@ several replicas or after a restart, converges on one resource:
 It is written only when missing, different, or not ``active`` (HAPI sets ``error`` or
 ``off`` when it gives up on it; an administrator may delete it); HAPI moves a ``requested``
 Subscription to ``active`` by itself when REST-hook delivery is enabled, which is polled.
-The OperationDefinition is PUT only when its content differs from the file.
+Each OperationDefinition is PUT only when its content differs from its file. The
+``$imaging-sync-status`` one describes an operation the sidecar serves (operators only), not
+the FHIR server: a catalogue entry, which the FHIR server's CapabilityStatement does not list.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ SEND_DELETE_MESSAGES = (
     "http://hapifhir.io/fhir/StructureDefinition/subscription-send-delete-messages"
 )
 OPERATION_DEFINITION_FILE = "OperationDefinition-fetch-imaging.json"
+#: ``$imaging-sync-status``: served by the sidecar itself (operators), described here too
+SYNC_STATUS_DEFINITION_FILE = "OperationDefinition-imaging-sync-status.json"
 SUBSCRIPTION_REASON = "dicom-fhir-sidecar: sync a Patient's imaging when it is created or changed"
 
 
@@ -88,8 +93,8 @@ def subscription_matches(current: dict[str, Any] | None, desired: dict[str, Any]
     return essence(current) == essence(desired)
 
 
-def operation_definition() -> dict[str, Any]:
-    text = resources.files("sidecar").joinpath("resources", OPERATION_DEFINITION_FILE).read_text()
+def operation_definition(file: str = OPERATION_DEFINITION_FILE) -> dict[str, Any]:
+    text = resources.files("sidecar").joinpath("resources", file).read_text()
     return json.loads(text)
 
 
@@ -172,9 +177,10 @@ class Registrar:
 
     # -- OperationDefinition ---------------------------------------------------------------
 
-    def ensure_operation_definition(self) -> str:
-        """PUT OperationDefinition/fetch-imaging when it differs; ``created|updated|unchanged``."""
-        desired = operation_definition()
+    def ensure_operation_definition(self, file: str = OPERATION_DEFINITION_FILE) -> str:
+        """PUT the OperationDefinition of ``file`` (default ``fetch-imaging``) when it
+        differs; ``created|updated|unchanged``."""
+        desired = operation_definition(file)
         # HAPI answers a *read* of OperationDefinition/{id} from its CapabilityStatement
         # provider (HAPI-2249 for stored ones), so the stored resource is found by search.
         found = self.fhir.search("OperationDefinition", {"_id": desired["id"]}, limit=1)
@@ -187,6 +193,7 @@ class Registrar:
     def register_all(self, *, wait: bool = True) -> dict[str, Any]:
         return {
             "operation_definition": self.ensure_operation_definition(),
+            "sync_status_definition": self.ensure_operation_definition(SYNC_STATUS_DEFINITION_FILE),
             "subscription": self.ensure_subscription(wait=wait),
         }
 

@@ -1,18 +1,24 @@
-"""Headless Chromium for the viewer's browser tests: Debian's chromium and chromedriver
-driven by Selenium with an explicit Service, so nothing is downloaded (no Selenium Manager,
-no browser build of its own).
+"""Headless Chromium for the browser tests: Debian's chromium and chromedriver driven by
+Selenium with an explicit Service, so nothing is downloaded (no Selenium Manager, no browser
+build of its own).
 
 ``browser(width, height)`` opens a fresh profile at that window size; ``screenshot`` saves
 into docs/screenshots/; ``distinct_pixel_values`` decodes an ``<img>`` or ``<canvas>`` in the
-page and counts its distinct RGBA values (a blank or failed image has one).
+page and counts its distinct RGBA values (a blank or failed image has one); ``sign_in``
+goes through a page's sign-in button and Keycloak's real login form. ``world``: the real
+stack with the tests' patients, a dead letter and an identity conflict (tests/browser/world.py).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.browser.world import World
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -31,6 +37,23 @@ FLAGS = (
 )
 DESKTOP = (1280, 800)
 PHONE = (390, 844)
+WAIT = 20  # seconds: a sign-in round trip, a study list, a frame, a lookup
+
+
+@pytest.fixture(scope="package")
+def world(stack, fhir_http, sample_data, tmp_path_factory) -> Iterator[World]:
+    """The real stack, with the browser tests' patients and sidecar (tests/browser/world.py);
+    the stack's own sidecar, if it ran, runs again afterwards."""
+    _chromium_or_skip()
+    import os
+
+    port = int(os.environ.get("STACK_SIDECAR_PORT", "8090"))
+    password = (stack.data_dir / "keycloak-demo-password").read_text().strip()
+    made = World(stack, fhir_http, port, stack.data_dir / "browser-tests", password)
+    try:
+        yield made.make()
+    finally:
+        made.close()
 
 
 def _chromium_or_skip() -> None:
@@ -111,3 +134,73 @@ def distinct_pixel_values(driver, element) -> int:
 def browser_problems(driver) -> list[str]:
     """Errors the page logged (CSP violations, failed scripts), for a test to assert none."""
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+# -- driving pages --------------------------------------------------------------------------
+
+
+def wait(driver, condition, timeout=WAIT):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def css(driver, selector):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def first(driver, selector, timeout=WAIT):
+    return wait(driver, lambda d: (css(d, selector) or [None])[0], timeout)
+
+
+def button(driver, text):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.XPATH, f"//button[normalize-space(.)='{text}']")
+
+
+def sign_in(driver, page_url: str, issuer: str, label: str, user: str) -> dict:
+    """Open the page, press its sign-in button ``label``, fill in Keycloak's login form as
+    ``user`` (``username:password``); the access token's claims once the page is back."""
+    username, password = user.split(":", 1)
+    driver.get(page_url)
+    first(driver, ".signin")
+    button(driver, label).click()
+    wait(driver, lambda d: d.current_url.startswith(issuer))
+    first(driver, "#username").send_keys(username)
+    first(driver, "#password").send_keys(password)
+    first(driver, "#kc-login").click()
+    wait(driver, lambda d: d.current_url.startswith(page_url) or css(d, "[name=accept]"))
+    if not driver.current_url.startswith(page_url):
+        css(driver, "[name=accept]")[0].click()  # a consent screen, where the realm asks one
+    wait(driver, lambda d: d.current_url.startswith(page_url) and css(d, "#account button"))
+    return claims(access_token(driver))
+
+
+def access_token(driver) -> str:
+    return driver.execute_script(
+        "const key = JSON.parse(sessionStorage.getItem('SMART_KEY'));"
+        "return JSON.parse(sessionStorage.getItem(key)).tokenResponse.access_token;"
+    )
+
+
+def claims(jwt: str) -> dict:
+    payload = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def full_page_screenshot(driver, name: str, width: int) -> Path:
+    """The whole page, not the viewport: the viewport made as tall as the page for the
+    picture, then set back."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    viewport = driver.execute_script("return window.innerHeight")
+    metrics = {"width": width, "deviceScaleFactor": 1, "mobile": width < 500}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
+    try:
+        return screenshot(driver, name)
+    finally:
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", {**metrics, "height": viewport}
+        )

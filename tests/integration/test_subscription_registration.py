@@ -47,6 +47,7 @@ def test_registration_is_idempotent_and_the_subscription_becomes_active(registra
     again = registrar.register_all(wait=True)
     assert again == {
         "operation_definition": "unchanged",
+        "sync_status_definition": "unchanged",
         "subscription": {
             "id": "dicom-fhir-sidecar-regtest",
             "status": "active",

@@ -105,6 +105,7 @@ def test_registration_reaches_the_configured_server(configured):
     assert result["subscription"]["status"] == "active"
     assert ("PUT", "/fhir/Subscription/dicom-fhir-sidecar-patient") in fake.requests()
     assert ("PUT", "/fhir/OperationDefinition/fetch-imaging") in fake.requests()
+    assert ("PUT", "/fhir/OperationDefinition/imaging-sync-status") in fake.requests()
 
 
 def test_the_watchdog_reaches_the_configured_server(configured):

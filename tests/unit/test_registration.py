@@ -1,13 +1,16 @@
-"""The Subscription we register, how a stored one is compared, and the OperationDefinition."""
+"""The Subscription we register, how a stored one is compared, and the OperationDefinitions."""
 
 from __future__ import annotations
 
 import copy
 
+from sidecar.core import sync_explanation as sx
 from sidecar.core.fetch_params import KNOWN
+from sidecar.core.mapping import validate_r4
 from sidecar.settings import SyncSettings
 from subscription_handlers.usecases.registration import (
     SEND_DELETE_MESSAGES,
+    SYNC_STATUS_DEFINITION_FILE,
     desired_subscription,
     operation_definition,
     subscription_matches,
@@ -73,3 +76,35 @@ def test_the_operation_definition_describes_the_operation():
     assert params["studyDate"]["max"] == "2" and "ge" in params["studyDate"]["documentation"]
     assert params["modality"]["max"] == "*"
     assert params["detail"]["type"] == "code" and params["persist"]["type"] == "boolean"
+
+
+def test_the_sync_status_definition_describes_what_the_sidecar_answers():
+    od = operation_definition(SYNC_STATUS_DEFINITION_FILE)
+    validate_r4(od)
+    assert (od["id"], od["code"], od["resource"]) == (
+        "imaging-sync-status",
+        "imaging-sync-status",
+        ["Patient"],
+    )
+    assert (od["system"], od["type"], od["instance"], od["affectsState"]) == (
+        False,
+        False,
+        True,
+        False,
+    )
+    assert not [p for p in od["parameter"] if p["use"] == "in"]  # the Patient is the URL's
+    study = next(p for p in od["parameter"] if p["name"] == "study")
+    states = next(p for p in study["part"] if p["name"] == "state")["documentation"]
+    assert all(state in states for state in sx.STATES if state not in ("no-patient", "not-found"))
+    # every parameter the Parameters answer uses is described
+    described = {p["name"] for p in od["parameter"]}
+    assert described == {
+        "patient",
+        "pacsPatient",
+        "refusedIdentifier",
+        "sync",
+        "conflict",
+        "unreachable",
+        "count",
+        "study",
+    }

@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from sidecar.entry.web.viewer import DIST, ViewerConfig, content_security_policy, viewer_blueprint
+from sidecar.entry.web.viewer import (
+    DIST,
+    ViewerConfig,
+    content_security_policy,
+    operator_page_blueprint,
+    viewer_blueprint,
+)
 
 CONFIG = ViewerConfig(
     fhir_base_url="http://127.0.0.1:8080/fhir/",
@@ -107,8 +113,46 @@ def test_a_malformed_url_fails_when_the_blueprint_is_built(bad):
         viewer_blueprint(ViewerConfig(bad, "http://127.0.0.1:8180/realms/r"))
 
 
-def test_the_checked_in_build_is_there_and_its_page_names_its_bundles():
-    page = (DIST / "index.html").read_text("utf-8")
+def test_the_checked_in_build_is_there_and_its_pages_reach_every_bundle():
+    pages = [(DIST / name).read_text("utf-8") for name in ("index.html", "admin.html")]
     bundles = [p.name for p in DIST.iterdir() if p.suffix in (".js", ".css")]
-    assert bundles and all(name in page for name in bundles)
-    assert "<script>" not in page  # every script is a file: the CSP allows no inline one
+    entries = [
+        p.read_text("utf-8") for p in DIST.glob("*.js") if p.name.startswith(("main-", "admin-"))
+    ]
+    # each bundle is named by a page, or imported by a page's bundle (the shared chunk)
+    assert bundles and all(any(name in text for text in pages + entries) for name in bundles)
+    assert all("<script>" not in page for page in pages)  # the CSP allows no inline script
+
+
+@pytest.fixture
+def both(dist):
+    (dist / "admin.html").write_text(
+        '<!doctype html><script type="module" src="admin-ABCDEFGH.js"></script>', "utf-8"
+    )
+    (dist / "admin-ABCDEFGH.js").write_text("export {};", "utf-8")
+    app = Flask("test")
+    app.register_blueprint(viewer_blueprint(CONFIG, dist=dist))
+    app.register_blueprint(operator_page_blueprint(CONFIG, dist=dist))
+    return app.test_client()
+
+
+def test_the_operator_page_is_the_same_build_at_admin_slash(both):
+    page = both.get("/admin/")
+    assert page.status_code == 200 and b"admin-ABCDEFGH.js" in page.data
+    assert page.headers["Content-Security-Policy"] == content_security_policy(CONFIG)
+    assert both.get("/admin/admin-ABCDEFGH.js").status_code == 200
+    assert both.get("/admin/config.json").json["clientId"] == "dicom-fhir-viewer"
+    assert both.get("/admin").headers["Location"] == "admin/"
+
+
+def test_each_prefix_serves_its_own_page_only(both):
+    assert both.get("/viewer/admin.html").status_code == 404
+    assert both.get("/admin/index.html").status_code == 404
+    assert b"main-ABCDEFGH.js" in both.get("/viewer/").data
+
+
+def test_the_checked_in_build_has_both_pages():
+    for page, bundle in (("index.html", "main-"), ("admin.html", "admin-")):
+        html = (DIST / page).read_text("utf-8")
+        script = html.split('<script type="module" src="', 1)[1].split('"', 1)[0]
+        assert script.startswith(bundle) and (DIST / script).exists()

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from sidecar.entry.web import gateway, health, operation
+from sidecar.entry.web import admin, gateway, health, operation
 from sidecar.entry.web.context import attach
 from sidecar.entry.web.responses import outcome_response
-from sidecar.entry.web.viewer import ViewerConfig, viewer_blueprint
+from sidecar.entry.web.viewer import ViewerConfig, operator_page_blueprint, viewer_blueprint
 from sidecar.services import Services
 
 log = logging.getLogger("sidecar.entry.web")
@@ -46,6 +46,7 @@ def create_app(services: Services, blueprints: Iterable[Blueprint] = ()) -> Flas
     app.register_blueprint(operation.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(gateway.bp)  # /dicomweb/<pacs>/...: the imaging gateway
+    app.register_blueprint(admin.bp)  # /admin/api/..., $imaging-sync-status: operators only
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     settings = services.settings
@@ -57,6 +58,7 @@ def create_app(services: Services, blueprints: Iterable[Blueprint] = ()) -> Flas
             imaging_origins=(settings.public_url,),
         )
         app.register_blueprint(viewer_blueprint(viewer_config))
+        app.register_blueprint(operator_page_blueprint(viewer_config))  # /admin/
 
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # larger bodies: 413, never read
 

@@ -1,12 +1,14 @@
-"""The imaging viewer's static files under ``/viewer/`` and its ``/viewer/config.json``.
+"""The imaging viewer's static files under ``/viewer/`` and its ``/viewer/config.json``; the
+operator page, a second page of the same build, under ``/admin/``.
 
-The viewer is a SMART app built from ``sidecar/web/viewer/`` (``make viewer``) into
-``sidecar/web/viewer/dist/``, which is checked in: serving it needs no Node.js. The page
+The pages are SMART apps built from ``sidecar/entry/web/viewer/`` (``make viewer``) into
+``sidecar/entry/web/viewer/dist/``, which is checked in: serving them needs no Node.js. The page
 talks to three origins only: this one (its files, the imaging gateway), the FHIR server and
 the authorization server; the Content-Security-Policy says exactly that, so a script that
 got in some other way could not send the user's token anywhere else.
 
-The composition root registers it: ``app.register_blueprint(viewer_blueprint(config))``.
+The app factory registers both when an authorization server is configured:
+``app.register_blueprint(viewer_blueprint(config))``, ``operator_page_blueprint(config)``.
 """
 
 from __future__ import annotations
@@ -92,14 +94,29 @@ def content_security_policy(config: ViewerConfig) -> str:
 
 def viewer_blueprint(config: ViewerConfig, dist: Path = DIST) -> Blueprint:
     """``/viewer/`` (the page), ``/viewer/config.json`` and the built files in ``dist``."""
+    return _page_blueprint("viewer", "/viewer", "index.html", config, dist)
+
+
+def operator_page_blueprint(config: ViewerConfig, dist: Path = DIST) -> Blueprint:
+    """``/admin/``: the operator page, a second page of the same build (``admin.html``),
+    signing in through the same public client; its data comes from ``/admin/api/...``
+    (``sidecar/entry/web/admin.py``), which checks the operator role."""
+    return _page_blueprint("operator_page", "/admin", "admin.html", config, dist)
+
+
+def _page_blueprint(
+    name: str, prefix: str, index: str, config: ViewerConfig, dist: Path
+) -> Blueprint:
+    """``prefix/`` (the ``index`` page), ``prefix/config.json`` and the built files."""
     csp = content_security_policy(config)  # also fails fast on a malformed URL in config
-    bp = Blueprint("viewer", __name__, url_prefix="/viewer")
+    bp = Blueprint(name, __name__, url_prefix=prefix)
+    page = prefix.rsplit("/", 1)[-1]
 
     @bp.get("")
     def _no_slash() -> Response:
         # relative, so it survives a reverse proxy's path prefix; the page's own URLs
-        # (bundles, config.json, the OAuth redirect) are relative to /viewer/
-        return redirect("viewer/", code=308)
+        # (bundles, config.json, the OAuth redirect) are relative to prefix/
+        return redirect(f"{page}/", code=308)
 
     @bp.get("/config.json")
     def _config() -> Response:
@@ -107,15 +124,15 @@ def viewer_blueprint(config: ViewerConfig, dist: Path = DIST) -> Blueprint:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @bp.get("/", defaults={"name": "index.html"})
+    @bp.get("/", defaults={"name": index})
     @bp.get("/<path:name>")
     def _file(name: str) -> Response:
         suffix = Path(name).suffix
-        if suffix not in CONTENT_TYPES:
-            abort(404)
+        if suffix not in CONTENT_TYPES or (suffix == ".html" and name != index):
+            abort(404)  # each prefix serves its own page only
         # send_from_directory refuses paths that leave dist (404)
         response = send_from_directory(dist, name, mimetype=CONTENT_TYPES[suffix])
-        # a re-built bundle has a new name; index.html and the rest are revalidated each time
+        # a re-built bundle has a new name; the page and the rest are revalidated each time
         response.headers["Cache-Control"] = (
             "public, max-age=31536000, immutable" if HASHED.search(name) else "no-cache"
         )

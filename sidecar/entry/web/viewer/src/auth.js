@@ -15,7 +15,7 @@ const SMART_KEY = 'SMART_KEY';
 /** Where to go back to after the round trip through the authorization server. */
 const RETURN_KEY = 'viewer.returnTo';
 
-/** The viewer's own URL without query or fragment: the redirect_uri. */
+/** This page's own URL without query or fragment: the redirect_uri. */
 function viewerUrl() {
   const url = new URL(window.location.href);
   url.search = '';
@@ -65,8 +65,19 @@ export function isRedirectBack(params) {
   return params.has('state') && (params.has('code') || params.has('error'));
 }
 
+/**
+ * A session this tab keeps for this page. The viewer (/viewer/) and the operator page
+ * (/admin/) share the tab's sessionStorage, and fhirclient keeps one session per tab: a
+ * session signed in for the other page (its redirect_uri) is not this page's.
+ */
 export function hasStoredSession() {
-  return Boolean(sessionStorage.getItem(SMART_KEY));
+  try {
+    const key = JSON.parse(sessionStorage.getItem(SMART_KEY) || 'null');
+    const state = key ? JSON.parse(sessionStorage.getItem(key) || 'null') : null;
+    return Boolean(state) && state.redirectUri === viewerUrl();
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -135,10 +135,12 @@ function run(config, client, returnTo, signInAs) {
 function showAccount(app) {
   const { user } = app;
   const kind = user.patientId ? 'patient' : 'clinician';
+  // a clinician's fhirUser (Practitioner/...) names them; a patient's FHIR id would not
+  const who = user.name || (user.patientId ? '' : user.fhirUser);
   show(
     account,
     !user.patientId ? h('a', { href: '#/patients', text: 'Find a patient' }) : null,
-    h('span', { class: 'who', text: `Signed in${user.name ? ` as ${user.name}` : ''} (${kind})` }),
+    h('span', { class: 'who', text: who ? `Signed in as ${who} (${kind})` : `Signed in (${kind})` }),
     h('button', { type: 'button', class: 'quiet', onclick: () => app.signOut(), text: 'Sign out' }),
   );
 }

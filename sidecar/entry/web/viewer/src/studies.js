@@ -94,6 +94,18 @@ function toStudy(r, endpoints) {
 const unique = (values) => [...new Set(values.filter(Boolean))];
 
 /**
+ * Modalities whose instances are documents, not images (DICOM PS3.3 C.7.3.1.1.1: SR
+ * structured report, KO key object selection, PR presentation state, DOC document): the
+ * gateway has no rendered frame of them, so the viewer does not offer to show one.
+ */
+export const DOCUMENT_MODALITIES = new Set(['SR', 'KO', 'PR', 'DOC']);
+
+/** @param {{modality: string}} series */
+export function isDocumentSeries(series) {
+  return DOCUMENT_MODALITIES.has(String(series.modality || '').toUpperCase());
+}
+
+/**
  * A FHIR date or dateTime for people: a date alone is shown as that calendar date (no time
  * zone shift), a dateTime in the browser's zone with its time.
  * @param {string} value
@@ -144,4 +156,22 @@ export function patientName(patient) {
   if (!name) return '';
   if (name.text) return name.text;
   return [...(name.given || []), name.family].filter(Boolean).join(' ');
+}
+
+/**
+ * How many of a study's instances are images and how many documents (reports), from its
+ * series; the study's own count is all images when its series are not listed.
+ * @param {{numberOfInstances: number|null, series: {modality: string, numberOfInstances: number|null}[]}} study
+ * @returns {{images: number|null, documents: number}}
+ */
+export function instanceCounts(study) {
+  if (!study.series.length) return { images: study.numberOfInstances, documents: 0 };
+  let images = 0;
+  let documents = 0;
+  for (const series of study.series) {
+    if (series.numberOfInstances === null) return { images: study.numberOfInstances, documents: 0 };
+    if (isDocumentSeries(series)) documents += series.numberOfInstances;
+    else images += series.numberOfInstances;
+  }
+  return { images, documents };
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { displayDate, patientName, studiesFrom, studyUid, trustedRoots } from '../src/studies.js';
+import { displayDate, instanceCounts, isDocumentSeries, patientName, studiesFrom, studyUid, trustedRoots } from '../src/studies.js';
 
 const endpoint = { resourceType: 'Endpoint', id: 'main', address: 'http://127.0.0.1:8090/dicomweb/main' };
 const study = (id, started, extra = {}) => ({
@@ -69,4 +69,21 @@ test('a patient name prefers the official name and its text', () => {
   assert.equal(patientName({ name: [{ given: ['A'], family: 'B' }] }), 'A B');
   assert.equal(patientName({ name: [{ use: 'nickname', text: 'x' }, { use: 'official', text: 'Dr Y' }] }), 'Dr Y');
   assert.equal(patientName({}), '');
+});
+
+test('report and other document series are told from image series', () => {
+  assert.equal(isDocumentSeries({ modality: 'SR' }), true);
+  assert.equal(isDocumentSeries({ modality: 'ko' }), true);
+  assert.equal(isDocumentSeries({ modality: 'CT' }), false);
+  assert.equal(isDocumentSeries({ modality: '' }), false);
+});
+
+test('a study counts its images apart from its documents', () => {
+  const series = (modality, numberOfInstances) => ({ modality, numberOfInstances });
+  assert.deepEqual(instanceCounts({ numberOfInstances: 12, series: [series('CT', 4), series('CT', 4), series('SR', 4)] }), {
+    images: 8,
+    documents: 4,
+  });
+  assert.deepEqual(instanceCounts({ numberOfInstances: 12, series: [] }), { images: 12, documents: 0 });
+  assert.deepEqual(instanceCounts({ numberOfInstances: 5, series: [series('CT', null)] }), { images: 5, documents: 0 });
 });

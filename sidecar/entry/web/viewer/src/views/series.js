@@ -4,7 +4,7 @@ import { NotAvailable, SignedOut } from '../errors.js';
 import { framesFromInstances, framesFromMetadata, presetsFor, renderedQuery, windowLabel } from '../frames.js';
 import { seriesUrl } from '../imaging.js';
 import { breadcrumbs, loading, problem } from '../shell.js';
-import { trustedRoots } from '../studies.js';
+import { isDocumentSeries, trustedRoots } from '../studies.js';
 import { findStudy, studyTitle } from './study.js';
 import { patientLabel, patientTrail } from './study-list.js';
 
@@ -24,6 +24,11 @@ export async function seriesScreen(app, patientId, studyId, seriesUid) {
     [study, patient] = await Promise.all([findStudy(app, patientId, studyId), patientLabel(app, patientId)]);
     series = study.series.find((s) => s.uid === seriesUid);
     if (!series) throw new NotAvailable('This series is not available to you.');
+    if (isDocumentSeries(series)) {
+      const what = `${series.modality} series`;
+      show(app.main, h('h1', { text: 'Series' }), h('p', { class: 'empty', text: `This ${what} holds documents (such as a report), not images: the viewer cannot show it.` }), h('a', { class: 'button', href: studyHref, text: back.label }));
+      return;
+    }
     const { trusted } = trustedRoots(study.roots, app.origins);
     if (!trusted.length) throw new NotAvailable('The images of this series are not available to you.');
     ({ root, frames } = await framesOf(app, trusted, study, series));

@@ -2,7 +2,7 @@
 import { h, show } from '../dom.js';
 import { readPatient, studiesOf } from '../fhir.js';
 import { breadcrumbs, counted, loading, problem } from '../shell.js';
-import { displayDate, patientName } from '../studies.js';
+import { displayDate, instanceCounts, patientName } from '../studies.js';
 
 /**
  * The patient's studies, read once per visit of the list and kept for the screens below it.
@@ -117,7 +117,7 @@ function studyTable(patientId, studies) {
           ),
           cell('Body site', study.bodySites.join(', ') || '—'),
           cell('Series', study.numberOfSeries ?? '?'),
-          cell('Images', study.numberOfInstances ?? '?'),
+          cell('Images', instanceCounts(study).images ?? '?'),
         ),
       ),
     ),

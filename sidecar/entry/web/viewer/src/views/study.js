@@ -3,7 +3,7 @@ import { h, show } from '../dom.js';
 import { NotAvailable, SignedOut } from '../errors.js';
 import { seriesUrl } from '../imaging.js';
 import { breadcrumbs, counted, loading, problem } from '../shell.js';
-import { displayDate, trustedRoots } from '../studies.js';
+import { displayDate, instanceCounts, isDocumentSeries, trustedRoots } from '../studies.js';
 import { patientLabel, patientTrail, studiesCached } from './study-list.js';
 
 const THUMBNAIL = 256; // device pixels: sharp at 128 CSS pixels on a 2x screen
@@ -38,7 +38,8 @@ export async function studyScreen(app, patientId, studyId) {
     study.modalities.join(', '),
     study.bodySites.join(', '),
     counted(study.numberOfSeries, 'series', 'series'),
-    counted(study.numberOfInstances, 'image', 'images'),
+    counted(instanceCounts(study).images, 'image', 'images'),
+    instanceCounts(study).documents ? counted(instanceCounts(study).documents, 'document', 'documents') : null,
   ].filter(Boolean);
   show(
     app.main,
@@ -66,6 +67,7 @@ const pending = [];
 
 function seriesCard(app, patientId, study, series, roots) {
   const title = [`Series ${series.number ?? '?'}`, series.modality].filter(Boolean).join(' · ');
+  if (isDocumentSeries(series)) return documentCard(series, title);
   const box = h('span', { class: 'thumb' }, h('span', { class: 'thumb-note', text: roots.length ? 'Loading…' : 'No preview' }));
   if (roots.length) pending.push([box, () => thumbnail(app, study, series, roots), title]);
   return h(
@@ -87,6 +89,29 @@ function seriesCard(app, patientId, study, series, roots) {
         h('span', {
           class: 'series-facts',
           text: [counted(series.numberOfInstances, 'image', 'images'), series.bodySite].filter(Boolean).join(' · '),
+        }),
+      ),
+    ),
+  );
+}
+
+/** A report or other document series: no images, so nothing to open here. */
+function documentCard(series, title) {
+  return h(
+    'li',
+    {},
+    h(
+      'div',
+      { class: 'series-card document', dataset: { seriesUid: series.uid } },
+      h('span', { class: 'thumb' }, h('span', { class: 'thumb-note', text: 'Report' })),
+      h(
+        'span',
+        { class: 'series-text' },
+        h('span', { class: 'series-title', text: title }),
+        h('span', { class: 'series-desc', text: series.description || 'No description' }),
+        h('span', {
+          class: 'series-facts',
+          text: `${counted(series.numberOfInstances, 'document', 'documents')}: not images, so the viewer cannot show them. Its text is in the hospital’s record system.`,
         }),
       ),
     ),
