@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.adapters.tokens import TokenValidator
+from sidecar.core.audit import Observer
 from sidecar.ports import AuditSink, ChangeLog, FhirServer, Pacs, Registration, SyncQueue, Trigger
 from sidecar.settings import Settings
 from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator
@@ -47,6 +48,8 @@ class Services:
     audit: AuditSink = field(default_factory=NoAudit)
     #: the imaging gateway's retrievals, summarised into AuditEvents (``seen(...)``)
     retrievals: RetrievalAggregator | None = None
+    #: this sidecar as the AuditEvents' observer (its public URL, its FHIR server)
+    observer: Observer = field(default_factory=Observer)
 
     def close(self) -> None:
         if self.retrievals is not None:

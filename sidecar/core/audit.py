@@ -40,7 +40,6 @@ from typing import Any
 from sidecar.core.caller import Caller
 from sidecar.core.mapping import imaging_study_id
 from sidecar.core.qido import is_uid
-from sidecar.settings.models import Settings
 
 Event = dict[str, Any]
 
@@ -84,11 +83,6 @@ class Observer:
     name: str = "dicom-fhir-sidecar"
     address: str | None = None  # its public URL (the gateway's and the operation's)
     fhir_base: str | None = None  # the FHIR server it writes to (write events' server)
-
-    @classmethod
-    def of(cls, settings: Settings) -> Observer:
-        """This sidecar: its public URL, its FHIR server."""
-        return cls(address=settings.public_url, fhir_base=settings.fhir.base_url)
 
     def reference(self) -> dict[str, Any]:
         return {"type": "Device", "identifier": {"value": self.name}, "display": self.name}

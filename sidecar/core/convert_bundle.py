@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.core.fhir_values import identifier_token
-from sidecar.core.identity import identifier_mapping_in
+from sidecar.core.identity import IdentifierMapping, identifier_mapping_in
 from sidecar.core.outcome import issue, operation_outcome
-from sidecar.settings import IdentifierMapping
 
 Resource = dict[str, Any]
 #: A patient of the headers: (PatientID (0010,0020), IssuerOfPatientID (0010,0021)); a record

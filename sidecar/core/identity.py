@@ -32,18 +32,43 @@ import calendar
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sidecar.core import qido
 from sidecar.core.fhir_values import identifier_token
 from sidecar.core.mapping import build_patient
-from sidecar.settings import IdentifierMapping, PacsSettings
 
 Resource = dict[str, Any]
 Record = dict[str, Any]
 REPLACED_BY = "replaced-by"  # Patient.link.type: this record is obsolete, `other` survives
 #: Marks the Patients the sidecar created from DICOM demographics (for audits and clean-up).
 CREATED_TAG = {"system": "urn:dicom-fhir-sidecar:tag", "code": "created-by-backfill"}
+
+
+@dataclass(frozen=True)
+class IdentifierMapping:
+    """A Patient.identifier system whose value is the PACS's PatientID (0010,0020).
+
+    ``issuer`` is the IssuerOfPatientID (0010,0021) that identifiers of this system imply;
+    None means the PACS is queried and checked on PatientID alone. Configured per PACS
+    (``SIDECAR_PACS_<NAME>_PATIENT_IDENTIFIERS``, sidecar/settings).
+    """
+
+    system: str
+    issuer: str | None = None
+
+
+class PacsIdentity(Protocol):
+    """What these rules need to know of a PACS (``PacsIdentity`` is one): its name and how
+    Patient.identifier systems map onto its PatientIDs."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def patient_identifiers(self) -> tuple[IdentifierMapping, ...]: ...
+
+    def mapping_for(self, system: str | None) -> IdentifierMapping | None: ...
 
 
 @dataclass(frozen=True)
@@ -130,7 +155,7 @@ def _ended(period: Any, now: datetime) -> bool:
 
 
 def patient_keys(
-    patient: Mapping[str, Any], pacs: Iterable[PacsSettings]
+    patient: Mapping[str, Any], pacs: Iterable[PacsIdentity]
 ) -> tuple[list[PatientKey], list[str]]:
     """The PACS queries this Patient implies, and why any identifier was refused."""
     keys: list[PatientKey] = []
@@ -174,7 +199,7 @@ def is_merged_away(patient: Mapping[str, Any]) -> bool:
     )
 
 
-def claim_tokens(keys: Iterable[PatientKey], pacs: Iterable[PacsSettings]) -> list[str]:
+def claim_tokens(keys: Iterable[PatientKey], pacs: Iterable[PacsIdentity]) -> list[str]:
     """``identifier`` search tokens that find every Patient claiming one of these keys:
     under *every* system its PACS maps to an overlapping issuer, not only the key's own.
 
@@ -202,7 +227,7 @@ def claimants(
     patient_id: str,
     keys: Iterable[PatientKey],
     candidates: Iterable[Mapping[str, Any]],
-    pacs: Iterable[PacsSettings],
+    pacs: Iterable[PacsIdentity],
 ) -> dict[str, list[PatientKey]]:
     """Other Patients (by id) whose current identifiers imply a key overlapping one of
     ``keys`` (the same PACS patient, or a key without issuer that takes its studies)."""
@@ -220,13 +245,13 @@ def claimants(
     return found
 
 
-def live_keys(patient: Mapping[str, Any], pacs: Iterable[PacsSettings]) -> list[PatientKey]:
+def live_keys(patient: Mapping[str, Any], pacs: Iterable[PacsIdentity]) -> list[PatientKey]:
     """The keys a Patient claims PACS patients by: none when it was merged away."""
     return [] if is_merged_away(patient) else patient_keys(patient, pacs)[0]
 
 
 def holders(
-    pacs: PacsSettings, who: DicomPatient, candidates: Iterable[Mapping[str, Any]]
+    pacs: PacsIdentity, who: DicomPatient, candidates: Iterable[Mapping[str, Any]]
 ) -> list[str]:
     """Ids of the Patients whose fetch takes the studies this PACS files under ``who``: a
     live key of this PACS with its PatientID and either no issuer or ``who``'s issuer (the
@@ -243,12 +268,12 @@ def holders(
     return ids
 
 
-def tokens_for(pacs: PacsSettings, who: DicomPatient) -> list[str]:
+def tokens_for(pacs: PacsIdentity, who: DicomPatient) -> list[str]:
     """The :func:`claim_tokens` search for the Patients that may hold ``who``."""
     return claim_tokens([PatientKey(pacs.name, None, who.patient_id, who.issuer)], [pacs])
 
 
-def identifier_mapping_for(pacs: PacsSettings, issuer: str | None) -> IdentifierMapping | None:
+def identifier_mapping_for(pacs: PacsIdentity, issuer: str | None) -> IdentifierMapping | None:
     """The identifier system a PACS patient gets when a Patient is created for it: the rule
     of :func:`identifier_mapping_in` over this PACS's ``patient_identifiers``."""
     return identifier_mapping_in(pacs.patient_identifiers, issuer)

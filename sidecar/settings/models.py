@@ -8,7 +8,6 @@ upper-cased, or the ``env`` name a field declares); docs/configuration.md lists 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -31,6 +30,7 @@ from pydantic_settings import (
 )
 
 from sidecar.core.fhir_values import is_fhir_id
+from sidecar.core.identity import IdentifierMapping
 from sidecar.core.qido import RefusedValue, check_match_value
 
 PREFIX = "SIDECAR_"
@@ -185,18 +185,6 @@ class FhirSettings(_Group):
 
 
 # -- the PACS -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IdentifierMapping:
-    """A Patient.identifier system whose value is the PACS's PatientID (0010,0020).
-
-    ``issuer`` is the IssuerOfPatientID (0010,0021) that identifiers of this system imply;
-    None means the PACS is queried and checked on PatientID alone.
-    """
-
-    system: str
-    issuer: str | None = None
 
 
 def parse_identifier_mappings(value: Any) -> Any:

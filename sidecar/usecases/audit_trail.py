@@ -27,8 +27,15 @@ from datetime import UTC, datetime
 from sidecar.core import audit
 from sidecar.core.caller import Caller
 from sidecar.ports import AuditSink, Resource
+from sidecar.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def observer_of(settings: Settings) -> audit.Observer:
+    """This sidecar as the events' observer: its public URL, the FHIR server it writes to."""
+    return audit.Observer(address=settings.public_url, fhir_base=settings.fhir.base_url)
+
 
 Key = tuple[str, str, str, str, str]  # token, study, PACS, outcome, kind
 MAX_WINDOWS = 10_000  # open windows kept; the oldest are recorded and forgotten past it

@@ -66,6 +66,7 @@ from sidecar.core.pacs_answers import (
 from sidecar.ports import AuditSink, FhirServer, Pacs, Record, Resource
 from sidecar.settings import PacsSettings, Settings
 from sidecar.usecases import patients
+from sidecar.usecases.audit_trail import observer_of
 
 log = logging.getLogger(__name__)
 #: the QIDO level below the study that each depth reads
@@ -102,7 +103,7 @@ class FetchImaging:
         self.pacs = pacs
         #: where each ImagingStudy written is recorded (docs/audit.md); None: nowhere
         self.audit = audit
-        self.observer = audit_events.Observer.of(settings)
+        self.observer = observer_of(settings)
         self._pool = ThreadPoolExecutor(3 * len(pacs) + 6, thread_name_prefix="fetch")
 
     def close(self) -> None:

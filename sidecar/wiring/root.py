@@ -24,13 +24,12 @@ from sidecar.adapters.dicomweb import DicomwebPacs
 from sidecar.adapters.fhir_store import FhirStore
 from sidecar.adapters.orthanc import OrthancChanges
 from sidecar.adapters.tokens import TokenValidator
-from sidecar.core.audit import Observer
 from sidecar.entry.logs import configure_logging
 from sidecar.entry.web.app import create_app
 from sidecar.ports import AuditOutbox, Trigger
 from sidecar.services import Services
 from sidecar.settings import OrthancChangeLog, QidoPoll, Settings, load_settings
-from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator
+from sidecar.usecases.audit_trail import NoAudit, RetrievalAggregator, observer_of
 from sidecar.usecases.backfill import Backfill, BackfillOptions
 from sidecar.usecases.fetch_imaging import FetchImaging
 from sidecar.usecases.gateway import ImagingGateway
@@ -77,11 +76,12 @@ def build(settings: Settings | None = None) -> Services:
     )
     registrar = build_registrar(settings, fhir)
     sink = outbox if outbox is not None else NoAudit()
+    observer = observer_of(settings)
     retrievals = RetrievalAggregator(
         sink,
         settings.audit.window_seconds,
         settings.audit.flush_seconds,
-        observer=Observer.of(settings),
+        observer=observer,
     )
     return Services(
         settings,
@@ -96,6 +96,7 @@ def build(settings: Settings | None = None) -> Services:
         health=HealthReport(fhir, pacs, registrar, queue),
         audit=sink,
         retrievals=retrievals,
+        observer=observer,
         tokens=tokens,
         gateway=gateway,
         sync_status=SyncStatus(settings, fhir, pacs, queue),

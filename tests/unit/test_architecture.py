@@ -97,8 +97,8 @@ def layer_of(name: str) -> str:
 
 #: Which layers each layer may import (besides itself and the bare packages).
 ALLOWED = {
-    "core": {"settings"},  # plain data models of the settings, never their loading
-    "settings": {"core"},
+    "core": set(),  # the bottom: rules need no settings (they take plain values, Protocols)
+    "settings": {"core"},  # validated with the core's value rules (FHIR ids, QIDO values)
     "ports": {"core"},
     "adapters": {"core", "ports", "settings"},
     "usecases": {"core", "ports", "settings"},

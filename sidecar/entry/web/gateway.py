@@ -127,7 +127,7 @@ def _refused(caller: Caller | None, what: str, status: int) -> None:
         audit.now(),
         request.remote_addr,
         action="R",
-        observer=audit.Observer.of(services.settings),
+        observer=services.observer,
     )
     services.audit.record(event)  # never raises: the AuditSink contract
 

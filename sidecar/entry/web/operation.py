@@ -177,7 +177,7 @@ def _request_facts(services: Services) -> dict:
     return {
         "address": request.remote_addr,
         "request_id": getattr(g, "request_id", None),
-        "observer": audit.Observer.of(services.settings),
+        "observer": services.observer,
     }
 
 
