@@ -106,11 +106,19 @@ class SidecarApplication(BaseApplication):
 
 
 def with_notify_url_of(settings: Settings, bind: str) -> Settings:
-    """HAPI reaches this sidecar where it listens, unless SIDECAR_NOTIFY_URL says otherwise."""
-    host = bind.rpartition(":")[0]
-    if "notify_url" in settings.sync.model_fields_set or host in ("", "0.0.0.0", "[::]"):
+    """HAPI reaches this sidecar where it listens, unless SIDECAR_NOTIFY_URL says otherwise.
+
+    A wildcard address (``0.0.0.0:9000``) names no host HAPI could call: the notify URL is
+    then this host's loopback at the bound port (a HAPI on the same machine). A HAPI on
+    another machine needs ``SIDECAR_NOTIFY_URL``. (Before, a wildcard kept the default
+    ``http://127.0.0.1:8090/notify`` whatever the port.)"""
+    if "notify_url" in settings.sync.model_fields_set:
         return settings
-    sync = settings.sync.model_copy(update={"notify_url": f"http://{bind}/notify"})
+    host, _, port = bind.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    url = f"http://{host}:{port}/notify"
+    sync = settings.sync.model_copy(update={"notify_url": url})
     return settings.model_copy(update={"sync": sync})
 
 

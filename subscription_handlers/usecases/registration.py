@@ -137,6 +137,23 @@ class Registrar:
             status["differs"] = True
         return status
 
+    def mismatch(self) -> str:
+        """In words, what differs between the stored Subscription and the one these settings
+        would register (for ``dicom-fhir check``; never the notify secret)."""
+        current = self.fhir.read("Subscription", self.settings.subscription_id) or {}
+        stored = ((current.get("channel") or {}).get("endpoint") or "").rstrip("/")
+        wanted = self.settings.notify_url.rstrip("/")
+        if stored != wanted:
+            return (
+                f"its endpoint is {stored or 'empty'}, these settings would register {wanted}:"
+                " set SIDECAR_NOTIFY_URL to where HAPI reaches the sidecar (serve --bind sets"
+                " it otherwise)"
+            )
+        return (
+            "its criteria, payload or header (the notify secret) differ from these settings';"
+            " dicom-fhir register rewrites it"
+        )
+
     def ensure_subscription(self, *, wait: bool = True) -> dict[str, Any]:
         """Create or repair the Subscription; with ``wait``, poll until HAPI activates it."""
         desired = self.desired_subscription()

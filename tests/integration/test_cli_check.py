@@ -36,7 +36,7 @@ def test_check_reports_each_dependency(stack: Stack) -> None:
     assert "fhir: ok" in lines
     assert "pacs:main: ok" in lines
     assert any(line.startswith("pacs:gone: down") for line in lines)
-    assert "subscription: down  (missing)" in lines
+    assert "subscription: down  (missing: dicom-fhir serve registers it at start," in done.stdout
     assert done.returncode == 1
 
 

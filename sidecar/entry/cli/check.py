@@ -26,13 +26,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         results = connectivity(services.fhir, services.pacs)
         subscription = services.registrar.subscription_status()
+        mismatch = ""
+        if subscription.get("differs") and not subscription.get("reason"):
+            mismatch = services.registrar.mismatch()
         triggers = trigger_report(services.queue)
     finally:
         services.close()
     ok = subscription.get("status") == "active" and not subscription.get("differs")
     reason = subscription.get("reason") or subscription.get("status")
-    if subscription.get("differs") and not subscription.get("reason"):
-        reason = f"{reason}, but not the Subscription these settings would register"
+    if mismatch:
+        reason = f"{reason}, but {mismatch}"
+    elif reason == "missing":
+        reason = "missing: dicom-fhir serve registers it at start, dicom-fhir register now"
     results["subscription"] = {"status": "ok" if ok else "down", "reason": reason}
     for name, result in results.items():
         reason = f"  ({result['reason']})" if result.get("reason") else ""
