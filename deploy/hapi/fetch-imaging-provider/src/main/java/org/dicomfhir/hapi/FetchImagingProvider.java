@@ -14,6 +14,7 @@ import java.util.List;
 import org.hl7.fhir.r4.model.Bundle;
 import org.hl7.fhir.r4.model.IdType;
 import org.hl7.fhir.r4.model.StringType;
+import org.slf4j.LoggerFactory;
 
 /**
  * {@code $fetch-imaging} on Patient, served by the imaging sidecar.
@@ -35,7 +36,18 @@ public class FetchImagingProvider {
 	private final SidecarForwarder forwarder;
 
 	public FetchImagingProvider() {
-		this(new SidecarForwarder(SidecarConfig.fromEnvironment()));
+		this(new SidecarForwarder(warnedAbout(SidecarConfig.fromEnvironment())));
+	}
+
+	/** Says at start-up what a user would otherwise only see as every call's 401. */
+	private static SidecarConfig warnedAbout(SidecarConfig config) {
+		if (!config.hasRelaySecret()) {
+			LoggerFactory.getLogger(FetchImagingProvider.class).warn(
+					"$fetch-imaging: no relay secret ({} / {}): the sidecar will answer every relayed "
+							+ "call 401; set it to the sidecar's SIDECAR_RELAY_SECRET",
+					SidecarConfig.SECRET_ENV, SidecarConfig.SECRET_PROPERTY);
+		}
+		return config;
 	}
 
 	public FetchImagingProvider(SidecarForwarder forwarder) {
