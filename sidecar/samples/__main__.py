@@ -1,6 +1,6 @@
 """``python -m sidecar.samples write DIR`` / ``load --orthanc URL`` / ``seed --orthanc URL
 --fhir URL [--wait]`` (the roster into Orthanc, then, once the sidecar's Subscription is
-active, the demo Patient on the FHIR server)."""
+active, the demo Patient on the FHIR server, with the sidecar's own FHIR credentials)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pydicom
+import requests
+from authlib.integrations.base_client import OAuthError
 
 from sidecar.samples.generator import (
     SampleStudy,
@@ -23,6 +25,7 @@ from sidecar.settings import SyncSettings
 
 #: the sidecar's default Subscription id (SIDECAR_SUBSCRIPTION_ID overrides it)
 DEFAULT_SUBSCRIPTION_ID = SyncSettings.model_fields["subscription_id"].default
+FHIR_JSON = "application/fhir+json"
 
 
 def _sizing(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         "seed",
         help="load the sample roster into Orthanc and create the demo Patient on the FHIR "
         "server (docker-compose's seeder; safe to repeat)",
+        epilog="The FHIR server is reached with the sidecar's own credentials (SIDECAR_FHIR_AUTH "
+        "and the other SIDECAR_FHIR_* settings, docs/configuration.md): on a server that "
+        "enforces SMART tokens, the sidecar's client credentials give a system token.",
     )
     sd.add_argument("--orthanc", required=True, metavar="URL")
     sd.add_argument("--fhir", required=True, metavar="URL", help="FHIR base URL")
@@ -104,12 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fhir_session() -> requests.Session:
+    """A session with the sidecar's FHIR credentials (``SIDECAR_FHIR_*``; none: anonymous).
+
+    The compose seeder shares the sidecar's environment, so it writes the demo Patient as the
+    sidecar's own client would: ``oauth2`` client credentials, a token renewed before it expires.
+    """
+    from sidecar.wiring.root import fhir_auth
+
+    session = requests.Session()
+    session.headers.update({"Accept": FHIR_JSON, "Content-Type": FHIR_JSON})
+    session.auth = fhir_auth()
+    return session
+
+
 def _wait_until_up(
     urls: dict[str, str], auth: dict[str, tuple[str, str] | None], timeout: float
 ) -> bool:
     """Poll each URL until it answers 200 (HAPI takes a minute or more to start)."""
-    import requests
-
     deadline = time.monotonic() + timeout
     pending = dict(urls)
     while pending:
@@ -129,22 +147,28 @@ def _wait_until_up(
 
 
 def _wait_until_active(
-    fhir: str, subscription_id: str, timeout: float, *, interval: float = 1.0
+    fhir: str,
+    subscription_id: str,
+    timeout: float,
+    *,
+    interval: float = 1.0,
+    session: requests.Session | None = None,
 ) -> bool:
     """Poll ``Subscription/{id}`` until the FHIR server has activated it (the sidecar
     registers it at start-up; HAPI moves it from ``requested`` to ``active``)."""
-    import requests
-
+    http = session or requests.Session()
     url = f"{fhir}/Subscription/{subscription_id}"
     deadline = time.monotonic() + timeout
     status = "missing"
     while True:
         try:
-            response = requests.get(url, headers={"Accept": "application/fhir+json"}, timeout=10)
+            response = http.get(url, headers={"Accept": "application/fhir+json"}, timeout=10)
             if response.ok:
                 status = response.json().get("status", "unknown")
             elif response.status_code in (404, 410):
                 status = "missing"
+            elif response.status_code in (401, 403):
+                status = f"not readable with our credentials (HTTP {response.status_code})"
         except (requests.RequestException, ValueError):
             status = "unreachable"
         if status == "active":
@@ -187,9 +211,14 @@ def seed(args: argparse.Namespace) -> int:
     print(f"sample roster: {report.summary()}")
     if not report.ok:
         return 1
-    if not _wait_until_active(fhir, args.subscription_id, args.wait_timeout):
+    try:
+        session = _fhir_session()
+        if not _wait_until_active(fhir, args.subscription_id, args.wait_timeout, session=session):
+            return 1
+        patient, created = ensure_demo_patient(fhir, session)
+    except (requests.RequestException, OAuthError) as exc:  # FHIR, or the token endpoint
+        print(f"error: the FHIR server or its authorization server: {exc}", file=sys.stderr)
         return 1
-    patient, created = ensure_demo_patient(fhir)
     state = "created" if created else "already there"
     print(f"demo Patient/{patient['id']} ({DEMO_SYSTEM}|{DEMO_VALUE}): {state}")
     return 0

@@ -18,10 +18,12 @@ from functools import partial
 from pathlib import Path
 
 from flask import Flask
+from requests.auth import AuthBase
 
 from sidecar.adapters.checkpoint import Checkpoint
 from sidecar.adapters.dicomweb import DicomwebPacs
 from sidecar.adapters.fhir_store import FhirStore
+from sidecar.adapters.http import requests_auth
 from sidecar.adapters.orthanc import OrthancChanges
 from sidecar.adapters.tokens import TokenValidator
 from sidecar.entry.logs import configure_logging
@@ -155,6 +157,14 @@ def build_registrar(settings: Settings, fhir: FhirStore | None = None) -> Regist
     """The Subscription/OperationDefinition registrar (the first notify secret is current)."""
     notify_secret = settings.notify_secret[0].get_secret_value() if settings.notify_secret else None
     return Registrar(settings.sync, fhir or FhirStore(settings.fhir), notify_secret)
+
+
+def fhir_auth(settings: Settings | None = None) -> AuthBase | None:
+    """The sidecar's credentials to its FHIR server as a requests auth (None: anonymous), for
+    tools that act as the sidecar's own client: the compose seeder writes the demo Patient
+    with them (client credentials: a system token, renewed before it expires)."""
+    fhir = (settings or load_settings()).fhir
+    return requests_auth(fhir.auth, timeout=fhir.timeout_seconds)
 
 
 def require_caller_credentials(settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """The Docker demo, statically: valid Compose, our own images from one base, real setting
-names and CLI flags, no secret defaults, and the path for the official HAPI image.
+names and CLI flags, no secret defaults, one issuer and audience for the host and the
+containers (Keycloak, HAPI's token checks, the sidecar), and the path for the official HAPI image.
 
 Running it is `deploy/compose/check.sh` (CI, after `make test`); nothing here needs Docker.
 """
@@ -31,10 +32,14 @@ SECRETS = {
     "SIDECAR_NOTIFY_SECRET": "notify",
     "ORTHANC_PASSWORD": "o",
     "POSTGRES_PASSWORD": "p",
+    "KEYCLOAK_ADMIN_PASSWORD": "kc-admin",
+    "KEYCLOAK_SIDECAR_SECRET": "kc-sidecar",
+    "KEYCLOAK_DEMO_PASSWORD": "kc-demo",
 }
 SERVICES = {
     "postgres",
     "hapi",
+    "keycloak",
     "orthanc",
     "redis",
     "sidecar-web-1",
@@ -46,6 +51,14 @@ SERVICES = {
 OFFICIAL_IMAGE = "hapiproject/hapi:v8.8.0-1"
 PROVIDER = "org.dicomfhir.hapi.FetchImagingProvider"
 POSTGRES_DIALECT = "ca.uhn.fhir.jpa.model.dialect.HapiFhirPostgresDialect"
+STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
+#: smart-auth's interceptors as the local stack names them (CORS first)
+INTERCEPTORS = re.search(r'^SMART_AUTH_INTERCEPTORS="([^"]+)"', STACK_SH.read_text(), re.M)[1]
+#: the realm's path under Keycloak's root, and where the containers reach that root
+REALM = "/realms/dicom-fhir"
+KEYCLOAK_INSIDE = "http://keycloak:8080"
+#: the services that run the sidecar's code with its settings
+SIDECARS = ("sidecar-web-1", "sidecar-web-2", "worker", "seeder")
 
 
 def _docker_compose() -> str:
@@ -191,11 +204,14 @@ def test_env_example_has_placeholders_only_and_two_different_secrets() -> None:
     for name in SECRETS:
         assert values[name].startswith("change-me"), name
     assert values["SIDECAR_RELAY_SECRET"] != values["SIDECAR_NOTIFY_SECRET"]
-    assert (values["HAPI_PORT"], values["ORTHANC_PORT"], values["SIDECAR_PORT"]) == (
-        "8080",
-        "8042",
-        "8090",
-    )
+    assert (
+        values["HAPI_PORT"],
+        values["ORTHANC_PORT"],
+        values["SIDECAR_PORT"],
+        values["KEYCLOAK_PORT"],
+    ) == ("8080", "8042", "8090", "8180")
+    # the host ports and the names the host uses all in one place
+    assert (values["BIND_ADDRESS"], values["PUBLIC_HOST"]) == ("127.0.0.1", "127.0.0.1")
 
 
 def _ports(service: dict) -> list[tuple[str, int, int]]:
@@ -214,15 +230,117 @@ def test_host_ports_default_to_the_readme_and_stay_on_loopback(config: dict) -> 
     published = {name: _ports(s) for name, s in config["services"].items()}
     assert {k: v for k, v in published.items() if v} == {
         "hapi": [("127.0.0.1", 8080, 8080)],
+        "keycloak": [("127.0.0.1", 8180, 8080)],
         "orthanc": [("127.0.0.1", 8042, 8042)],
         "sidecar": [("127.0.0.1", 8090, 8090)],
     }
-    done = compose_config({**SECRETS, "HAPI_PORT": "18080", "ORTHANC_PORT": "18042"})
-    moved = yaml_load(done.stdout)["services"]
+
+
+MOVED = {"HAPI_PORT": "18080", "ORTHANC_PORT": "18042", "SIDECAR_PORT": "18090"}
+
+
+@pytest.fixture(scope="module")
+def moved() -> dict:
+    """The demo on other host ports and another host name (check.sh picks free ports)."""
+    done = compose_config(
+        {**SECRETS, **MOVED, "KEYCLOAK_PORT": "18180", "PUBLIC_HOST": "demo.example"}
+    )
+    assert done.returncode == 0, done.stderr
+    return yaml_load(done.stdout)["services"]
+
+
+def test_other_host_ports_move_every_address_that_names_them(moved: dict) -> None:
     assert _ports(moved["hapi"]) == [("127.0.0.1", 18080, 8080)]
-    env = moved["sidecar-web-1"]["environment"]
-    assert env["SIDECAR_PACS_MAIN_WADO_ROOT"] == "http://127.0.0.1:18042/dicom-web"
-    assert moved["orthanc"]["environment"]["ORTHANC_PUBLIC_HOST"] == "127.0.0.1:18042"
+    assert _ports(moved["keycloak"]) == [("127.0.0.1", 18180, 8080)]
+    assert moved["orthanc"]["environment"]["ORTHANC_PUBLIC_HOST"] == "demo.example:18042"
+    for name in SIDECARS:
+        env = moved[name]["environment"]
+        # Endpoint.address is the gateway, through the proxy's host port
+        assert env["SIDECAR_PUBLIC_URL"] == "http://demo.example:18090", name
+        assert env["SIDECAR_FHIR_PUBLIC_URL"] == "http://demo.example:18080/fhir", name
+        assert "SIDECAR_PACS_MAIN_WADO_ROOT" not in env, name  # the gateway is the default
+        assert env["SIDECAR_FHIR_BASE_URL"] == "http://hapi:8080/fhir", name
+
+
+def test_one_issuer_and_one_audience_for_the_host_and_the_containers(moved: dict) -> None:
+    """Keycloak's issuer is the host's view of it; every token says that `iss` whoever asked,
+    and HAPI and the sidecar expect exactly it, with the FHIR base as the host sees it."""
+    issuer = "http://demo.example:18180" + REALM
+    audience = "http://demo.example:18080/fhir"
+    keycloak = moved["keycloak"]["environment"]
+    assert keycloak["KC_HOSTNAME"] + REALM == issuer
+    assert keycloak["KC_HOSTNAME_BACKCHANNEL_DYNAMIC"] == "true"  # containers: keycloak:8080
+    assert keycloak["FHIR_AUDIENCE"] == audience  # kc.py configure --fhir-base
+    assert keycloak["VIEWER_ORIGIN"] == "http://demo.example:18090"
+    hapi = moved["hapi"]["environment"]
+    assert (hapi["SMART_AUTH_ISSUER"], hapi["SMART_AUTH_AUDIENCE"]) == (issuer, audience)
+    assert hapi["SMART_AUTH_CORS_ORIGINS"] == "http://demo.example:18090"
+    for name in SIDECARS:
+        env = moved[name]["environment"]
+        assert (env["SIDECAR_AUTH_ISSUER"], env["SIDECAR_AUTH_AUDIENCE"]) == (issuer, audience)
+
+
+def test_containers_fetch_keys_and_tokens_on_the_internal_network(config: dict) -> None:
+    certs = KEYCLOAK_INSIDE + REALM + "/protocol/openid-connect/certs"
+    assert config["services"]["hapi"]["environment"]["SMART_AUTH_JWKS_URL"] == certs
+    for name in SIDECARS:
+        env = config["services"][name]["environment"]
+        assert env["SIDECAR_AUTH_JWKS_URL"] == certs, name
+        assert env["SIDECAR_FHIR_TOKEN_URL"] == (
+            KEYCLOAK_INSIDE + REALM + "/protocol/openid-connect/token"
+        ), name
+
+
+def test_hapi_enforces_smart_tokens_with_the_local_stacks_interceptors(config: dict) -> None:
+    hapi = config["services"]["hapi"]
+    assert hapi["environment"]["HAPI_FHIR_CUSTOM_INTERCEPTOR_CLASSES"] == INTERCEPTORS
+    assert INTERCEPTORS.split(",")[0].endswith(".SmartCorsInterceptor")  # preflights first
+    stage = dockerfile(hapi).split(" AS hapi", 1)[1].split("\nFROM ", 1)[0]
+    assert re.search(r"COPY --from=build [^\n]*\n\s+\S+/smart-auth/target/smart-auth\.jar", stage)
+    assert "/opt/hapi/extra-classes/" in stage
+
+
+def test_the_sidecars_are_the_realms_sidecar_client_with_the_shared_secret(config: dict) -> None:
+    keycloak = config["services"]["keycloak"]["environment"]
+    assert keycloak["KEYCLOAK_SIDECAR_SECRET"] == "kc-sidecar"
+    assert keycloak["KC_BOOTSTRAP_ADMIN_PASSWORD"] == "kc-admin"
+    assert keycloak["KEYCLOAK_DEMO_PASSWORD"] == "kc-demo"
+    realm = json.loads((ROOT / "deploy" / "keycloak" / "realm-dicom-fhir.json").read_text())
+    client = next(c for c in realm["clients"] if c["clientId"] == "dicom-fhir-sidecar")
+    assert client["serviceAccountsEnabled"] and "secret" not in client  # kc.py sets it
+    for name in SIDECARS:
+        env = config["services"][name]["environment"]
+        expected = {
+            "SIDECAR_FHIR_AUTH": "oauth2",
+            "SIDECAR_FHIR_CLIENT_ID": client["clientId"],
+            "SIDECAR_FHIR_CLIENT_SECRET": "kc-sidecar",
+            "SIDECAR_FHIR_SCOPE": "system/*.cruds",
+        }
+        assert {k: env.get(k) for k in expected} == expected, name
+        assert env["SIDECAR_PACS_MAIN_ORTHANC_URL"] == "http://orthanc:8042", name
+        # they need Keycloak's realm configured before their first FHIR call
+        depends = config["services"][name]["depends_on"]
+        assert depends["keycloak"]["condition"] == "service_healthy", name
+
+
+def test_the_keycloak_image_is_the_local_stacks_keycloak_with_the_realm_as_code(
+    config: dict,
+) -> None:
+    text = dockerfile(config["services"]["keycloak"])
+    version = re.search(r"^KEYCLOAK_VERSION=(\S+)$", STACK_SH.read_text(), re.M)[1]
+    assert f"ARG KEYCLOAK_VERSION={version}" in text
+    assert "org.keycloak:keycloak-quarkus-dist:${KEYCLOAK_VERSION}:tar.gz" in text  # Maven
+    assert "openjdk-17-jdk-headless maven" in text and "openjdk-17-jre-headless" in text
+    assert "COPY deploy/keycloak/realm-dicom-fhir.json /opt/keycloak/data/import/" in text
+    assert "deploy/keycloak/kc.py" in text
+    assert (
+        "COPY deploy/compose/keycloak/token /usr/local/bin/token" in text
+    )  # `exec keycloak token`
+    assert os.access(ROOT / "deploy" / "compose" / "keycloak" / "token", os.X_OK)
+    start = (ROOT / "deploy" / "compose" / "keycloak" / "start.sh").read_text()
+    assert "start-dev --import-realm" in start and "kc.py" in start and " configure " in start
+    # no secret baked in: they come from the environment at run time
+    assert not re.search(r"^(ENV|ARG)\s+\S*(PASSWORD|SECRET)", text, re.M)
 
 
 def test_only_services_with_a_host_port_leave_the_internal_network(config: dict) -> None:
@@ -321,12 +439,16 @@ def test_the_official_hapi_image_path(official: dict) -> None:
         "FETCH_IMAGING_RELAY_SECRET": "relay",
     }
     assert {k: hapi["environment"].get(k) for k in expected} == expected
+    # SMART tokens: Spring's own name for the interceptors; smart-auth reads SMART_AUTH_* itself
+    assert hapi["environment"]["hapi.fhir.custom-interceptor-classes"] == INTERCEPTORS
+    assert hapi["environment"]["SMART_AUTH_ISSUER"].endswith(REALM)
     text = dockerfile(hapi)
     assert f"ARG HAPI_OFFICIAL_IMAGE={OFFICIAL_IMAGE}" in text
     official_stage = text.split("AS official", 1)[1]
     assert re.search(r"COPY --from=build \S+/fetch-imaging-provider\.jar", official_stage)
-    assert "/app/extra-classes/fetch-imaging-provider.jar" in official_stage
-    assert "/app/extra-classes/rest-hook-guard.jar" in official_stage
+    for jar in ("fetch-imaging-provider", "smart-auth", "rest-hook-guard"):
+        assert re.search(rf"\S+/{jar}\.jar\s+\\\n", official_stage), jar
+    assert "/app/extra-classes/\n" in official_stage
     # distroless: no healthcheck to wait for, so its dependants wait for it to start
     assert hapi["healthcheck"] == {"test": ["NONE"]}
     for name in ("sidecar-web-1", "sidecar-web-2", "worker"):
