@@ -182,7 +182,7 @@ def start_sidecar(env: dict[str, str], port: int, log: Path) -> subprocess.Popen
     so that the test can kill all of it as a crash would."""
     with open(log, "a") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "sidecar", "serve", "--bind", f"127.0.0.1:{port}"],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -219,6 +219,8 @@ def test_a_crashed_sidecar_recovers_the_whole_loop(stack, fhir_http, tmp_path):
         SIDECAR_TRIGGERS="true",  # the catch-up alone: no PACS feed, no sweep, no resync
         SIDECAR_PACS_MAIN_CHANGES="none",
         SIDECAR_PACS_SECOND_CHANGES="none",
+        SIDECAR_PACS_MAIN_ORTHANC_URL="",  # (empty: not set) only with CHANGES=orthanc
+        SIDECAR_PACS_SECOND_ORTHANC_URL="",
         SIDECAR_SWEEP_SECONDS="3600",
         SIDECAR_RESYNC_SECONDS="86400",
         SIDECAR_CATCH_UP_SECONDS="5",

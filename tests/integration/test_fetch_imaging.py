@@ -141,9 +141,10 @@ def test_endpoint_and_uids_retrieve_the_instance(sidecar, fhir, sample_data, sta
     assert endpoint["connectionType"]["code"] == "dicom-wado-rs"
     series = study["series"][0]
     instance = series["instance"][0]
-    pacs = stack.pacs["main"]
+    # Endpoint.address is the sidecar's imaging gateway: the Patient's own token opens it
+    assert endpoint["address"] in (f"{sidecar.url}/dicomweb/{name}" for name in stack.pacs)
     session = requests.Session()
-    session.auth = pacs.auth
+    session.headers["Authorization"] = f"Bearer {stack.token('--patient', 'Patient/t-wado')}"
     client = DICOMwebClient(endpoint["address"], session=session)
     dataset = client.retrieve_instance(study_uid(study), series["uid"], instance["uid"])
     assert dataset.SOPInstanceUID == instance["uid"]
@@ -164,7 +165,8 @@ def test_persist_false_and_filters(sidecar, fhir, sample_data, stack):
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), ({"X-Sidecar-Secret": "wrong"}, 403), ({"Authorization": "Bearer no"}, 403)],
+    # a bearer token that is neither a configured one nor a valid SMART token: 401 (RFC 6750)
+    [({}, 401), ({"X-Sidecar-Secret": "wrong"}, 403), ({"Authorization": "Bearer no"}, 401)],
 )
 def test_missing_or_wrong_credentials(sidecar, fhir, headers, status):
     fhir.put_patient("t-auth", [("HOSP-A", "12")])
@@ -211,6 +213,16 @@ def test_logs_carry_ids_not_names(sidecar, fhir, sample_data):
     assert "Müller" not in text and "Zoë" not in text
 
 
+def wait_for_health(url: str, wanted, seconds: float = 15.0) -> requests.Response:
+    """/healthz until ``wanted(answer)`` (a probe is shared for 5 s, so a change shows late)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        health = requests.get(f"{url}/healthz", timeout=30)
+        if wanted(health) or time.monotonic() > deadline:
+            return health
+        time.sleep(0.5)
+
+
 def test_pacs_stopped_gives_502_or_504_within_the_timeout(sidecar, fhir, sample_data, stack):
     fhir.put_patient("t-down", [("HOSP-A", "12")])
     stack.stop_pacs("main")
@@ -222,8 +234,8 @@ def test_pacs_stopped_gives_502_or_504_within_the_timeout(sidecar, fhir, sample_
         assert r.json()["resourceType"] == "OperationOutcome"
         assert elapsed < PACS_TIMEOUT_SECONDS + 2
         assert fhir.studies_of("t-down") == []  # nothing half-written
-        health = requests.get(f"{sidecar.url}/healthz", timeout=30)
-        assert health.status_code == 503
+        # /healthz probes at most every 5 s (one probe for many callers): the next probe
+        health = wait_for_health(sidecar.url, lambda h: h.status_code == 503)
         assert health.json()["checks"]["pacs:main"]["status"] == "down"
     finally:
         stack.start_pacs("main")
@@ -264,8 +276,9 @@ def test_fetch_unites_two_pacs_with_one_endpoint_each(sidecar, fhir, stack, seco
         for e in bundle["entry"]
         if e["resource"]["resourceType"] == "Endpoint"
     }
-    assert endpoints["dicomweb-main"].startswith(stack.pacs["main"].base_url)
-    assert endpoints["dicomweb-second"].startswith(stack.pacs["second"].base_url)
+    # one Endpoint per PACS: the sidecar's gateway for each
+    assert endpoints["dicomweb-main"] == f"{sidecar.url}/dicomweb/main"
+    assert endpoints["dicomweb-second"] == f"{sidecar.url}/dicomweb/second"
     for uid, study in studies.items():
         expected = {
             f"Endpoint/dicomweb-{name}"

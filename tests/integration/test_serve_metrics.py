@@ -29,7 +29,8 @@ def test_the_sync_workers_jobs_reach_metrics_on_every_web_worker(stack, tmp_path
     )
     try:
         wait_until(lambda: _answers(f"{running.url}/livez"), 60, what="serve")
-        # a job for a Patient the FHIR server does not have: the worker records "deleted"
+        # a job for a Patient the FHIR server does not have: the run counts as "missing" (a 404
+        # is no deletion, and leaves no ledger record)
         queued = subprocess.run(
             [sys.executable, "-m", "sidecar", "jobs", "sync", "metrics-test-nobody"],
             env=env,
@@ -42,12 +43,12 @@ def test_the_sync_workers_jobs_reach_metrics_on_every_web_worker(stack, tmp_path
 
         def counted() -> bool:
             body = requests.get(f"{running.url}/metrics", timeout=10).text
-            return 'sidecar_sync_jobs_total{result="deleted"} 1.0' in body
+            return 'sidecar_sync_jobs_total{result="missing"} 1.0' in body
 
         wait_until(counted, 60, what="the worker's job in /metrics")
         for _ in range(20):  # several scrapes: both gunicorn workers answer some
             response = requests.get(f"{running.url}/metrics", timeout=10)
-            assert 'sidecar_sync_jobs_total{result="deleted"} 1.0' in response.text
+            assert 'sidecar_sync_jobs_total{result="missing"} 1.0' in response.text
             time.sleep(0.05)
     finally:
         running.stop_all()

@@ -90,7 +90,19 @@ def test_healthz_reports_the_subscription_and_the_queue(stack, tmp_path, fhir):
         assert body["sync"]["queue"]["dead"] == 0
         assert body["sync"]["status"] == "ok"
         registrar.fhir.delete("Subscription", registrar.settings.subscription_id)
-        body = requests.get(f"{running.url}/healthz", timeout=30).json()
+        # one probe serves every caller for 5 s (per web worker): the change shows after it
+        body = wait_until(
+            lambda: (
+                (b := requests.get(f"{running.url}/healthz", timeout=30).json())["sync"][
+                    "subscription"
+                ]["status"]
+                == "missing"
+                and b
+            ),
+            20,
+            0.5,
+            what="/healthz to see the Subscription gone",
+        )
         assert body["sync"]["subscription"]["status"] == "missing"
         assert body["sync"]["status"] == "degraded"
     finally:
