@@ -78,6 +78,13 @@ class Pacs(Protocol):
         """Series- or instance-level records (``level`` "series"/"instance") per study."""
         ...
 
+    def study_contents_as_answered(
+        self, study_uids: Iterable[str], level: str
+    ) -> Iterator[tuple[str, list[Record]]]:
+        """The same, each study as soon as its query is answered (a caller works on one
+        study while the PACS still answers for the others); the first failure raises."""
+        ...
+
     def ping(self) -> None:
         """One cheap request; raises when the PACS cannot answer."""
         ...

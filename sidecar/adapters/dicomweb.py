@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 import requests
@@ -159,17 +159,24 @@ class DicomwebPacs:
         """Series- or instance-level records per study: one paged query per study, in
         parallel (bounded by ``SIDECAR_QIDO_CONCURRENCY``)."""
         uids = list(study_uids)
+        answered = dict(self.study_contents_as_answered(uids, level))
+        return {uid: answered[uid] for uid in uids if uid in answered}  # in the order asked
+
+    def study_contents_as_answered(
+        self, study_uids: Iterable[str], level: str
+    ) -> Iterator[tuple[str, list[Record]]]:
+        """Each study's records in the order the PACS answers; queries not yet started are
+        cancelled when one fails or the caller stops early."""
+        uids = list(study_uids)
         if level not in ("series", "instance") or not uids:
-            return {}
-        futures = {uid: self._pool.submit(self._contents, uid, level) for uid in uids}
-        results: dict[str, list[Record]] = {}
+            return
+        futures = {self._pool.submit(self._contents, uid, level): uid for uid in uids}
         try:
-            for uid, future in futures.items():
-                results[uid] = future.result()
+            for future in as_completed(futures):
+                yield futures[future], future.result()
         finally:
-            for future in futures.values():
+            for future in futures:
                 future.cancel()
-        return results
 
     def _contents(self, study_uid: str, level: str) -> list[Record]:
         search = (

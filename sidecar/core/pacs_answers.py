@@ -21,6 +21,7 @@ from typing import Any
 
 from sidecar.core import qido
 from sidecar.core.identity import PatientKey
+from sidecar.core.mapping import Facts
 from sidecar.core.outcome import AmbiguousPatient, issue
 
 Record = dict[str, Any]
@@ -40,6 +41,9 @@ class PacsAnswer:
     rows: dict[str, Record] = field(default_factory=dict)  # study-level rows by StudyInstanceUID
     foreign_contents: int = 0  # series/instance rows of another patient under a study UID
     anonymous_contents: int = 0  # series/instance rows that name no patient at all
+    #: stage 1 of the mapping, done per study as its rows arrived (its UID in ``extracted``)
+    facts: list[Facts] = field(default_factory=list)
+    extracted: set[str] = field(default_factory=set)
 
 
 def refuse_mixed_issuers(pacs: str, key: PatientKey, records: Iterable[Record]) -> None:

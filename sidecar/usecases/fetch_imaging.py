@@ -38,8 +38,9 @@ from sidecar.core.fhir_values import identifier_token
 from sidecar.core.identity import PatientKey
 from sidecar.core.mapping import (
     Detail,
+    assemble,
     build_endpoint,
-    map_studies,
+    extract_records,
     merge_studies,
     study_uid_of,
 )
@@ -361,8 +362,15 @@ class FetchImaging:
 
     def _read_contents(self, answer: PacsAnswer, rows: dict[str, Record], level: str) -> None:
         """The series/instance rows of ``rows``' studies, into ``answer.records``: only those
-        that name this study record's patient (a UID a PACS also files under another)."""
-        for uid, contents in self.pacs[answer.pacs].study_contents(rows, level).items():
+        that name this study record's patient (a UID a PACS also files under another).
+
+        Each study's records go through the mapping's first stage as soon as the PACS has
+        answered for it, while it still answers for the others: the CPU work hides behind
+        the waiting (the second stage needs them all: :meth:`_map`)."""
+        timezone = self.settings.pacs[answer.pacs].timezone
+        answered = self.pacs[answer.pacs].study_contents_as_answered(rows, level)
+        for uid, contents in answered:
+            kept = [rows[uid]]
             for row in contents:
                 owner = row_owner(row, rows[uid])
                 if owner == FOREIGN:
@@ -371,6 +379,9 @@ class FetchImaging:
                     answer.anonymous_contents += 1
                 else:
                     answer.records.append(row)
+                    kept.append(row)
+            answer.facts.extend(extract_records(kept, timezone))
+            answer.extracted.add(uid)
 
     def _read_shared_in_full(
         self, found: dict[str, PacsAnswer], stored: Stored, level: str
@@ -442,11 +453,12 @@ class FetchImaging:
             # ImagingStudy.endpoint of a reused study: the PACS that hold it now
             mapped = [{**write_plan.content(r), "endpoint": [endpoint_ref]} for r in answer.reused]
             if answer.records:
-                result = map_studies(
-                    answer.records,
+                # stage 1 for what was not extracted as it arrived (study-level rows alone)
+                rest = [r for r in answer.records if qido_uid(r) not in answer.extracted]
+                result = assemble(
+                    [*answer.facts, *extract_records(rest, pacs.timezone)],
                     subject=subject,
                     endpoint=endpoint_ref,
-                    timezone=pacs.timezone,
                     accession_system=pacs.accession_system,
                     detail=depth,
                 )

@@ -2,7 +2,8 @@
 
 Public API (other modules code against these names)::
 
-    Detail, MappingResult, map_studies, imaging_study_id, study_identifier,
+    Detail, MappingResult, map_studies (= extract_records, then assemble), imaging_study_id,
+    study_identifier,
     build_endpoint, build_patient, patient_key, trim_to_detail, validate_r4,
     merge_studies, study_uid_of
 
@@ -18,6 +19,8 @@ from .imaging_study import (
     Detail,
     MappingResult,
     StudyAssembler,
+    assemble,
+    extract_records,
     imaging_study_id,
     map_studies,
     study_identifier,
@@ -32,9 +35,11 @@ __all__ = [
     "Facts",
     "MappingResult",
     "StudyAssembler",
+    "assemble",
     "build_endpoint",
     "build_patient",
     "extract",
+    "extract_records",
     "imaging_study_id",
     "map_studies",
     "merge_studies",

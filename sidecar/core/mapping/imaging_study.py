@@ -476,23 +476,46 @@ def map_studies(
     ValueError. *accession_system* is used when IssuerOfAccessionNumberSequence
     (0008,0051) gives none. Bad data never raises: it becomes a warning issue.
     """
+    return assemble(
+        extract_records(records, timezone),
+        subject=subject,
+        endpoint=endpoint,
+        accession_system=accession_system,
+        detail=detail,
+    )
+
+
+def extract_records(
+    records: Iterable[Mapping[str, Any] | Dataset], timezone: str | None = None
+) -> list[Facts]:
+    """Stage 1 of :func:`map_studies` alone: each record's facts, independent of every other
+    record (so a caller may extract a study's records as soon as they arrive)."""
     zone = load_zone(timezone) if timezone else None
-    assembler = StudyAssembler()
+    facts = []
     for obj in records:
         record = as_record(obj)
         if record is None:
-            assembler.add(
-                Facts(
-                    issues=[
-                        (
-                            oc.STRUCTURE,
-                            f"record skipped, not DICOM JSON or a Dataset ({type(obj).__name__})",
-                        )
-                    ]
-                )
-            )
+            skipped = f"record skipped, not DICOM JSON or a Dataset ({type(obj).__name__})"
+            facts.append(Facts(issues=[(oc.STRUCTURE, skipped)]))
             continue
-        assembler.add(extract(record, zone))
+        facts.append(extract(record, zone))
+    return facts
+
+
+def assemble(
+    facts: Iterable[Facts],
+    *,
+    subject: dict | None = None,
+    endpoint: dict | None = None,
+    accession_system: str | None = None,
+    detail: Detail = Detail.INSTANCE,
+) -> MappingResult:
+    """Stage 2 of :func:`map_studies`: facts, in any order, to one ImagingStudy per
+    StudyInstanceUID (sorted by UID) and the issues (sorted): the same result whatever the
+    order the facts came in."""
+    assembler = StudyAssembler()
+    for item in facts:
+        assembler.add(item)
     return assembler.build(
         subject=subject, endpoint=endpoint, accession_system=accession_system, detail=detail
     )
