@@ -231,7 +231,15 @@ function studyAnswer(app, data, lookup, following) {
       'dl',
       { class: 'facts-list' },
       h('dt', { text: 'Filed under' }),
-      h('dd', {}, patients.length ? patients.map((p, i) => [i ? ', ' : '', patientLink(p)]) : 'no Patient whose identifiers name its PACS patient'),
+      h(
+        'dd',
+        {},
+        patients.length
+          ? patients.map((p, i) => [i ? ', ' : '', patientLink(p)])
+          : (data.unreachable || []).length
+            ? 'unknown: a PACS did not answer'
+            : 'no Patient whose identifiers name its PACS patient',
+      ),
       data.patient ? [h('dt', { text: 'Sync of' }), h('dd', {}, patientLink(data.patient), ` · ${syncFacts(data.sync)}`)] : null,
       data.sync?.lastError ? [h('dt', { text: 'Last error' }), h('dd', { class: 'error-text', text: data.sync.lastError })] : null,
     ),
