@@ -180,7 +180,7 @@ function followingNote(following) {
 function patientAnswer(app, data, lookup, following) {
   const id = idOf(data.patient);
   const studies = data.studies || [];
-  const byState = Object.entries(data.counts || {}).map(([state, n]) => `${n} ${stateLabel(state).toLowerCase()}`);
+  const byState = Object.entries(data.counts || {}).map(([state, n]) => `${n} ${stateLabel(state).replace(/^[A-Z](?=[a-z])/, (c) => c.toLowerCase())}`);
   return h(
     'article',
     { class: 'answer', 'aria-labelledby': 'answer-title' },
@@ -265,7 +265,12 @@ export function sideBySide(studies) {
           'tr',
           { dataset: { uid: s.studyInstanceUid, state: s.state } },
           cell('Study', h('a', { class: 'uid', href: `#/study/${encodeURIComponent(s.studyInstanceUid)}`, text: s.studyInstanceUid })),
-          cell('In the PACS', s.pacs?.length ? s.pacs.map((p) => h('div', { text: `${p.pacs}: ${counts(p.series, p.instances)}` })) : h('span', { class: 'none', text: 'not there' })),
+          cell(
+            'In the PACS',
+            s.pacs?.length
+              ? s.pacs.map((p) => h('div', { text: `${p.pacs}: ${counts(p.series, p.instances)}` }))
+              : h('span', { class: 'none', text: s.state === 'pacs-unreachable' ? 'unknown: no answer' : 'not there' }),
+          ),
           cell(
             'In FHIR',
             s.fhir
