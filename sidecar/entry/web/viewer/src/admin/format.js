@@ -146,6 +146,7 @@ export function triggerMeaning(name) {
     sweep: `PACS ${pacs || ''}: stored studies checked against the PACS`.replace('  ', ' '),
     'catch-up': 'Patients changed while notifications were missed',
     resync: 'every Patient again, periodically',
+    audit: 'AuditEvents of image access written to FHIR (no syncs; lag: events waiting)',
   };
   return described[kind] || '';
 }
