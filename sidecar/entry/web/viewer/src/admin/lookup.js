@@ -105,7 +105,15 @@ export function lookupSection(app) {
       if (current !== what) return;
       if (!app.handle(error)) {
         answer.dataset.print = '';
-        show(answer, h('div', { class: 'problem', role: 'alert' }, h('h3', { text: `Could not look up ${label(what)}` }), h('p', { text: error.message })));
+        // an operator often has the medical record number, not the FHIR id: say where the id is
+        const hint =
+          what.kind === 'patient' && error instanceof Refused && error.status === 404
+            ? h('p', {
+                class: 'hint',
+                text: 'The lookup takes the FHIR id of a Patient, not a medical record number. Find the id on the FHIR server (Patient?identifier=system|value) or in the imaging viewer’s patient search (“record …”), or look up a StudyInstanceUID.',
+              })
+            : null;
+        show(answer, h('div', { class: 'problem', role: 'alert' }, h('h3', { text: `Could not look up ${label(what)}` }), h('p', { text: error.message }), hint));
       }
       return;
     }
