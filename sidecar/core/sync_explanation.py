@@ -240,9 +240,16 @@ def _missing_from_fhir(facts: StudyFacts, ctx: PatientContext) -> Explanation:
     sync = ctx.sync
     if ctx.conflicts:
         names = " and ".join(f"Patient/{p}" for p in (ctx.patient_id, *ctx.conflicts))
+        # FHIR may hold it under the other Patient (written before the conflict): say so
+        where = (
+            "Not in FHIR"
+            if facts.stored is None
+            else f"Not under Patient/{ctx.patient_id} in FHIR (it is stored under "
+            f"{facts.stored.subject})"
+        )
         return Explanation(
             IDENTITY_CONFLICT,
-            f"Not in FHIR: {names} carry identifiers of the same PACS patient (an identity "
+            f"{where}: {names} carry identifiers of the same PACS patient (an identity "
             "conflict, HTTP 409), so nothing is written for either. Resolve it on the FHIR "
             "server (merge the records, retire the wrong identifier with use=old, or correct "
             "it), then re-sync.",
@@ -327,13 +334,26 @@ def _missing_from_pacs(stored: StoredStudy, ctx: PatientContext) -> Explanation:
 
 
 def explain_holders(
-    uid: str, holders: Iterable[str], in_pacs: bool, stored: StoredStudy | None
+    uid: str,
+    holders: Iterable[str],
+    in_pacs: bool,
+    stored: StoredStudy | None,
+    unreachable: Iterable[str] = (),
 ) -> Explanation | None:
     """A StudyInstanceUID's case before any one Patient's view applies: nobody or several
     Patients hold the PACS patient it is filed under, or nobody has it at all. None: one
-    Patient holds it (explain it with :func:`explain` from that Patient's context)."""
+    Patient holds it (explain it with :func:`explain` from that Patient's context).
+    ``unreachable``: the PACSs that did not answer (then "not found" cannot be told)."""
     ids = list(dict.fromkeys(holders))
+    silent = list(unreachable)
     if not in_pacs:
+        if stored is None and silent:
+            return Explanation(
+                PACS_UNREACHABLE,
+                f"Not in FHIR; PACS {', '.join(silent)} did not answer, so whether it holds "
+                "the study (and under which patient) cannot be told now. Look again once it "
+                "answers.",
+            )
         if stored is None:
             return Explanation(NOT_FOUND, f"Neither a PACS nor FHIR has study {uid}.")
         return None

@@ -137,7 +137,7 @@ class SyncStatus:
         resource = self.fhir.read("ImagingStudy", imaging_study_id(uid))
         stored = StoredStudy.of(resource, self._ours) if resource else None
         copies = tuple(PacsCopy.of(name, r) for name, r in records)
-        verdict = explain_holders(uid, holders, bool(records), stored)
+        verdict = explain_holders(uid, holders, bool(records), stored, unreachable)
         focus = holders[0] if len(holders) == 1 else _patient_of(stored)
         sync = None
         if focus is not None and verdict is None:

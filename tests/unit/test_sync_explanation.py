@@ -166,6 +166,9 @@ def test_nothing_is_judged_while_the_pacs_does_not_answer():
 
 def test_holders_of_a_study_uid():
     assert explain_holders(UID, [], False, None).state == sx.NOT_FOUND
+    # a PACS that did not answer: not "not found", which nobody can tell then
+    silent = explain_holders(UID, [], False, None, ["main"])
+    assert silent.state == sx.PACS_UNREACHABLE and "main" in silent.text
     assert explain_holders(UID, [], False, stored()) is None  # the stored subject's view
     assert explain_holders(UID, ["p1"], True, None) is None  # the holder's view
     conflict = explain_holders(UID, ["p1", "p2"], True, None)

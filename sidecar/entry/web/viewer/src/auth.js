@@ -87,6 +87,13 @@ export function hasStoredSession() {
  */
 export async function completeSignIn() {
   const client = await FHIR.oauth2.ready();
+  // fhirclient keeps the URL the page was loaded with: the redirect back, whose query
+  // carries the authorization server's `iss` (RFC 9207, Keycloak sends it). A later
+  // authorize() in this page (Sign in again) reads that `iss` as the FHIR server's and
+  // fails ("Failed to fetch the conformance statement from .../realms/..."). The code is
+  // used now: forget the query.
+  const loaded = client.environment?.getUrl?.();
+  if (loaded) loaded.search = '';
   const returnTo = sessionStorage.getItem(RETURN_KEY) || '';
   sessionStorage.removeItem(RETURN_KEY);
   return { client, returnTo };

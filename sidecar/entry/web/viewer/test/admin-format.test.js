@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { askedBy, counts, cursorText, idOf, lagText, parseLookup, queueHeadline, stateLabel, stateTone, STATES, when } from '../src/admin/format.js';
+import { askedBy, counts, cursorText, idOf, lagText, parseLookup, queueHeadline, queueTone, stateLabel, stateTone, STATES, when } from '../src/admin/format.js';
 
 test('a lookup box takes a Patient id, a Patient reference or a StudyInstanceUID', () => {
   assert.deepEqual(parseLookup(' 1002 '), { kind: 'patient', value: '1002' });
@@ -28,6 +28,11 @@ test('the queue headline puts what needs an operator first', () => {
     queueHeadline({ ...idle, dead: 1, conflict: 2, pending: 3, running: 1 }),
     'Needs attention: 1 dead letter, 2 identity conflicts; 3 syncs owed (1 running).',
   );
+  // a retry after an error (the PACS is down) is not "all clear"
+  const retrying = { ...idle, pending: 1, scheduled: 1 };
+  assert.equal(queueHeadline(retrying), 'Retrying: 1 sync failed and will be tried again; 1 sync owed (0 running).');
+  assert.equal(queueTone(retrying), 'wait');
+  assert.equal(queueTone(idle), 'ok');
 });
 
 test('counts, lags, references and times in words', () => {

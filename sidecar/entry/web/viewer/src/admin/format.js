@@ -84,7 +84,16 @@ export function queueHeadline(queue) {
   if (queue.dead) problems.push(plural(queue.dead, 'dead letter'));
   if (queue.conflict) problems.push(plural(queue.conflict, 'identity conflict'));
   const work = queue.pending ? `${plural(queue.pending, 'sync')} owed (${queue.running} running)` : 'nothing owed';
-  return problems.length ? `Needs attention: ${problems.join(', ')}; ${work}.` : `All clear: ${work}.`;
+  if (problems.length) return `Needs attention: ${problems.join(', ')}; ${work}.`;
+  // a sync waiting to be retried failed: not "all clear" (the error is in its row below)
+  if (queue.scheduled) return `Retrying: ${plural(queue.scheduled, 'sync')} failed and will be tried again; ${work}.`;
+  return `All clear: ${work}.`;
+}
+
+/** The headline's tone: bad (needs an operator), wait (retries after errors), ok. */
+export function queueTone(queue) {
+  if (queue.dead || queue.conflict) return 'bad';
+  return queue.scheduled ? 'wait' : 'ok';
 }
 
 /**
@@ -137,6 +146,7 @@ export function triggerMeaning(name) {
     sweep: `PACS ${pacs || ''}: stored studies checked against the PACS`.replace('  ', ' '),
     'catch-up': 'Patients changed while notifications were missed',
     resync: 'every Patient again, periodically',
+    audit: 'AuditEvents of image access written to FHIR (no syncs; lag: events waiting)',
   };
   return described[kind] || '';
 }

@@ -105,7 +105,15 @@ export function lookupSection(app) {
       if (current !== what) return;
       if (!app.handle(error)) {
         answer.dataset.print = '';
-        show(answer, h('div', { class: 'problem', role: 'alert' }, h('h3', { text: `Could not look up ${label(what)}` }), h('p', { text: error.message })));
+        // an operator often has the medical record number, not the FHIR id: say where the id is
+        const hint =
+          what.kind === 'patient' && error instanceof Refused && error.status === 404
+            ? h('p', {
+                class: 'hint',
+                text: 'The lookup takes the FHIR id of a Patient, not a medical record number. Find the id on the FHIR server (Patient?identifier=system|value) or in the imaging viewer’s patient search (“record …”), or look up a StudyInstanceUID.',
+              })
+            : null;
+        show(answer, h('div', { class: 'problem', role: 'alert' }, h('h3', { text: `Could not look up ${label(what)}` }), h('p', { text: error.message }), hint));
       }
       return;
     }
@@ -180,7 +188,7 @@ function followingNote(following) {
 function patientAnswer(app, data, lookup, following) {
   const id = idOf(data.patient);
   const studies = data.studies || [];
-  const byState = Object.entries(data.counts || {}).map(([state, n]) => `${n} ${stateLabel(state).toLowerCase()}`);
+  const byState = Object.entries(data.counts || {}).map(([state, n]) => `${n} ${stateLabel(state).replace(/^[A-Z](?=[a-z])/, (c) => c.toLowerCase())}`);
   return h(
     'article',
     { class: 'answer', 'aria-labelledby': 'answer-title' },
@@ -231,7 +239,15 @@ function studyAnswer(app, data, lookup, following) {
       'dl',
       { class: 'facts-list' },
       h('dt', { text: 'Filed under' }),
-      h('dd', {}, patients.length ? patients.map((p, i) => [i ? ', ' : '', patientLink(p)]) : 'no Patient whose identifiers name its PACS patient'),
+      h(
+        'dd',
+        {},
+        patients.length
+          ? patients.map((p, i) => [i ? ', ' : '', patientLink(p)])
+          : (data.unreachable || []).length
+            ? 'unknown: a PACS did not answer'
+            : 'no Patient whose identifiers name its PACS patient',
+      ),
       data.patient ? [h('dt', { text: 'Sync of' }), h('dd', {}, patientLink(data.patient), ` · ${syncFacts(data.sync)}`)] : null,
       data.sync?.lastError ? [h('dt', { text: 'Last error' }), h('dd', { class: 'error-text', text: data.sync.lastError })] : null,
     ),
@@ -257,7 +273,12 @@ export function sideBySide(studies) {
           'tr',
           { dataset: { uid: s.studyInstanceUid, state: s.state } },
           cell('Study', h('a', { class: 'uid', href: `#/study/${encodeURIComponent(s.studyInstanceUid)}`, text: s.studyInstanceUid })),
-          cell('In the PACS', s.pacs?.length ? s.pacs.map((p) => h('div', { text: `${p.pacs}: ${counts(p.series, p.instances)}` })) : h('span', { class: 'none', text: 'not there' })),
+          cell(
+            'In the PACS',
+            s.pacs?.length
+              ? s.pacs.map((p) => h('div', { text: `${p.pacs}: ${counts(p.series, p.instances)}` }))
+              : h('span', { class: 'none', text: s.state === 'pacs-unreachable' ? 'unknown: no answer' : 'not there' }),
+          ),
           cell(
             'In FHIR',
             s.fhir

@@ -5,7 +5,7 @@
  */
 import { h } from '../dom.js';
 import { Refused } from './api.js';
-import { askedBy, cursorText, idOf, lagText, QUEUE_STATES, queueHeadline, triggerMeaning, when } from './format.js';
+import { askedBy, cursorText, idOf, lagText, QUEUE_STATES, queueHeadline, queueTone, triggerMeaning, when } from './format.js';
 import { patientLink } from './lookup.js';
 import { showIfChanged } from './patch.js';
 
@@ -38,14 +38,18 @@ export function overviewSections(app, lookup) {
 
   /** @param {any} data the overview answer */
   function update(data) {
-    showIfChanged(summary, data.queue, (queue) => summaryTiles(queue));
+    const changed = [
+      showIfChanged(summary, data.queue, (queue) => summaryTiles(queue)),
+      showIfChanged(dead.body, data.deadLetters, (rows) => deadLetters(app, rows, lookup)),
+      showIfChanged(conflicts.body, data.conflicts, conflictTable),
+      showIfChanged(pending.body, data.pending, pendingTable),
+    ].some(Boolean);
     dead.heading.textContent = `${dead.title} (${data.deadLetters.length})`;
-    showIfChanged(dead.body, data.deadLetters, (rows) => deadLetters(app, rows, lookup));
     conflicts.heading.textContent = `${conflicts.title} (${data.conflicts.length})`;
-    showIfChanged(conflicts.body, data.conflicts, conflictTable);
     pending.heading.textContent = `${pending.title} (${data.pending.length})`;
-    showIfChanged(pending.body, data.pending, pendingTable);
     showIfChanged(triggers.body, data.triggers, triggerTable);
+    // the queue moved: the open lookup may now be stale (a conflict resolved, a sync ran)
+    if (changed) lookup.refresh?.();
   }
 
   return {
@@ -58,7 +62,7 @@ export function overviewSections(app, lookup) {
 function summaryTiles(queue) {
   const tile = (n, label, tone) => h('div', { class: `tile ${n ? tone : ''}` }, h('span', { class: 'n', text: String(n) }), h('span', { class: 'what', text: label }));
   return [
-    h('p', { class: `headline ${queue.dead || queue.conflict ? 'bad' : 'ok'}`, text: queueHeadline(queue) }),
+    h('p', { class: `headline ${queueTone(queue)}`, text: queueHeadline(queue) }),
     h(
       'div',
       { class: 'tiles' },

@@ -64,11 +64,15 @@ export function patientsScreen(app, query) {
 /** @param {any} patient */
 function patientItem(patient) {
   const name = patientName(patient) || 'Name not recorded';
-  const identifiers = (patient.identifier || []).map((i) => i.value).filter(Boolean);
+  // a retired identifier (use old) says so: two records of one person otherwise look the same
+  const identifiers = (patient.identifier || [])
+    .filter((i) => i.value)
+    .map((i) => (i.use === 'old' ? `${i.value} (old)` : i.value));
   const facts = [
     patient.birthDate ? `born ${patient.birthDate}` : null,
     patient.gender || null,
     identifiers.length ? `ID ${identifiers.join(', ')}` : null,
+    `record ${patient.id}`, // the FHIR id: tells duplicates apart, and what the operator page shows
   ].filter(Boolean);
   return h(
     'li',

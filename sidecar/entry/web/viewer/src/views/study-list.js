@@ -62,7 +62,7 @@ export async function studyListScreen(app, patientId) {
     show(body, loading('Loading imaging studies…'));
     try {
       const studies = await studiesCached(app, patientId, fresh);
-      show(body, studies.length ? studyTable(patientId, studies) : empty(own));
+      show(body, studies.length ? studyTable(patientId, studies) : empty(own, patientId));
     } catch (error) {
       show(body, problem(app, error, { retry: () => load(true) }));
     } finally {
@@ -73,7 +73,7 @@ export async function studyListScreen(app, patientId) {
   await load(true);
 }
 
-function empty(own) {
+function empty(own, patientId) {
   return h(
     'div',
     { class: 'empty' },
@@ -83,6 +83,14 @@ function empty(own) {
         ? 'There are no imaging studies in your record yet. Studies appear here once the hospital’s imaging archive has them.'
         : 'There are no imaging studies in this patient’s record that you can see.',
     }),
+    // a clinician who expected images: a second record of the same person, or a sync that
+    // did not run (the operator page answers why, by this record id)
+    own
+      ? null
+      : h('p', {
+          class: 'hint',
+          text: `If you expected some: they may be filed under another record of this patient (search again by name), or not have reached this record yet; the imaging team can tell why from the record id (${patientId}).`,
+        }),
   );
 }
 
