@@ -191,6 +191,12 @@ class FhirServer(Protocol):
         """Every ImagingStudy whose subject is this Patient, by id."""
         ...
 
+    def studies_and_endpoints_of(
+        self, patient_id: str
+    ) -> tuple[dict[str, Resource], dict[str, Resource]]:
+        """The same, and the Endpoints those studies reference, by id (one search)."""
+        ...
+
     def transaction(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One transaction Bundle (all or nothing); the response entries in order."""
         ...

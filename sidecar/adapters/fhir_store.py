@@ -239,10 +239,12 @@ class FhirStore:
         for page in self._pages(resource_type, {"_count": PAGE_SIZE, **params}):
             yield from page
 
-    def _pages(self, resource_type: str, params: dict[str, Any]) -> Iterator[list[Resource]]:
+    def _pages(
+        self, resource_type: str, params: dict[str, Any], modes: tuple[str, ...] = ("match",)
+    ) -> Iterator[list[Resource]]:
         """The searchset's pages, as plain resource dicts (fhirpy's ``execute`` keeps them
         as parsed: a patient's 100 full ImagingStudies converted to fhirpy resources and
-        back cost more than the request itself)."""
+        back cost more than the request itself); entries of the search ``modes`` only."""
         bundle = self._call(lambda: self.client.execute(resource_type, method="get", params=params))
         pages = 0
         while bundle:
@@ -250,7 +252,7 @@ class FhirStore:
             yield [
                 e["resource"]
                 for e in bundle.get("entry") or []
-                if (e.get("search") or {}).get("mode", "match") == "match" and "resource" in e
+                if (e.get("search") or {}).get("mode", "match") in modes and "resource" in e
             ]
             following = next(
                 (x.get("url") for x in bundle.get("link") or [] if x.get("relation") == "next"),
@@ -284,6 +286,24 @@ class FhirStore:
         """Every ImagingStudy whose subject is this Patient, by id."""
         found = self.search_all("ImagingStudy", {"subject": f"Patient/{patient_id}"})
         return {r["id"]: r for r in found}
+
+    def studies_and_endpoints_of(
+        self, patient_id: str
+    ) -> tuple[dict[str, Resource], dict[str, Resource]]:
+        """Every ImagingStudy of this Patient and the Endpoints they reference, by id: one
+        search (``_include=ImagingStudy:endpoint``, FHIR R4 search 3.1.1.5.1)."""
+        params = {"_count": PAGE_SIZE, "subject": f"Patient/{patient_id}"}
+        params["_include"] = "ImagingStudy:endpoint"
+        studies: dict[str, Resource] = {}
+        endpoints: dict[str, Resource] = {}
+        for page in self._pages("ImagingStudy", params, modes=("match", "include")):
+            for resource in page:
+                kind = resource.get("resourceType")
+                if kind == "ImagingStudy":
+                    studies[resource["id"]] = resource
+                elif kind == "Endpoint":
+                    endpoints[resource["id"]] = resource
+        return studies, endpoints
 
     def read_many(self, resource_type: str, ids: list[str]) -> dict[str, Resource]:
         """The resources of these ids that exist (one search per 50 ids)."""

@@ -144,7 +144,6 @@ class FetchImaging:
         if (request.patient_id is None) == (request.identifier is None):
             raise BadRequest("give exactly one of a Patient id or an identifier")
         persist = request.persist
-        endpoints_read = self._submit(self._read_endpoints) if persist else None
         visible = None
         if request.patient_id is not None:
             patient_read = self._submit(self.fhir.read_patient, request.patient_id)
@@ -195,8 +194,8 @@ class FetchImaging:
         studies, endpoints = self._map(patient_id, found, depth, issues)
         if not persist:
             return FetchResult(patient, studies, endpoints, issues, persisted=False)
-        assert stored_read is not None and endpoints_read is not None and elsewhere is not None
-        stored = {**stored_read.result(), **endpoints_read.result(), **elsewhere.result()}
+        assert stored_read is not None and elsewhere is not None
+        stored = {**stored_read.result(), **elsewhere.result()}
         for attempt in retry.conflicts(
             "fetch write", WRITE_ATTEMPTS, lambda exc: isinstance(exc, FhirConflict)
         ):
@@ -243,11 +242,23 @@ class FetchImaging:
         return self.fhir.read_as(caller.token, "Patient", patient_id) is not None
 
     def _read_studies(self, patient_id: str) -> Stored:
-        return {("ImagingStudy", k): v for k, v in self.fhir.studies_of(patient_id).items()}
+        """The Patient's stored ImagingStudies and every configured PACS's Endpoint (what
+        the write plan compares with): the Endpoints its studies reference come with them
+        in one search, only the others are read (a first fetch; a PACS with nothing of
+        this Patient yet), so a fetch that finds nothing new asks one FHIR search here."""
+        studies, endpoints = self.fhir.studies_and_endpoints_of(patient_id)
+        stored: Stored = {("ImagingStudy", k): v for k, v in studies.items()}
+        stored.update(self._read_endpoints(known=endpoints))
+        return stored
 
-    def _read_endpoints(self) -> Stored:
+    def _read_endpoints(self, known: dict[str, Resource] | None = None) -> Stored:
+        known = known or {}
         ids = [str(p.endpoint_id) for p in self.settings.pacs.values()]
-        return {("Endpoint", k): v for k, v in self.fhir.read_many("Endpoint", ids).items()}
+        missing = [i for i in ids if i not in known]
+        found = {i: known[i] for i in ids if i in known}
+        if missing:
+            found |= self.fhir.read_many("Endpoint", missing)
+        return {("Endpoint", k): v for k, v in found.items()}
 
     def _read_elsewhere(self, study_ids: list[str]) -> Stored:
         """Studies of this fetch that are not stored under this Patient: stored under
@@ -257,7 +268,7 @@ class FetchImaging:
 
     def _read_all_stored(self, patient_id: str, studies: list[Resource]) -> Stored:
         """Everything the write plan compares with, read again (after a write conflict)."""
-        stored = {**self._read_studies(patient_id), **self._read_endpoints()}
+        stored = self._read_studies(patient_id)
         others = [s["id"] for s in studies if ("ImagingStudy", s["id"]) not in stored]
         return {**stored, **self._read_elsewhere(others)}
 

@@ -106,6 +106,16 @@ class FakeFhir:
             if t == "ImagingStudy" and r["subject"]["reference"] == f"Patient/{pid}"
         }
 
+    def studies_and_endpoints_of(self, pid):
+        studies = self.studies_of(pid)
+        refs = {e["reference"] for s in studies.values() for e in s.get("endpoint") or []}
+        endpoints = {
+            i: copy.deepcopy(r)
+            for (t, i), r in self.store.items()
+            if t == "Endpoint" and f"Endpoint/{i}" in refs
+        }
+        return studies, endpoints
+
     def read_many(self, rtype, ids):
         return {i: copy.deepcopy(self.store[(rtype, i)]) for i in ids if (rtype, i) in self.store}
 

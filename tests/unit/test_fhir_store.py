@@ -215,3 +215,35 @@ def test_read_as_a_server_failure_is_still_an_error(httpserver):
     httpserver.expect_request("/fhir/Patient/p1").respond_with_json(OUTCOME, status=500)
     with pytest.raises(FhirUnavailable):
         store_for(httpserver, retries=0).read_as("t", "Patient", "p1")
+
+
+def test_studies_and_their_endpoints_come_in_one_search_over_every_page(httpserver):
+    """``_include=ImagingStudy:endpoint`` (R4 search 3.1.1.5.1): matches and included
+    Endpoints are told apart by search.mode on every page, not by position."""
+    study = {"resourceType": "ImagingStudy", "id": "s1", "endpoint": [{"reference": "Endpoint/e"}]}
+    endpoint = {"resourceType": "Endpoint", "id": "e"}
+    other = {"resourceType": "ImagingStudy", "id": "s2"}
+    page2 = httpserver.url_for("/fhir/page2")
+    first = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "next", "url": page2}],
+        "entry": [
+            {"resource": study, "search": {"mode": "match"}},
+            {"resource": endpoint, "search": {"mode": "include"}},
+        ],
+    }
+    second = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"resource": other, "search": {"mode": "match"}},
+            {"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}},
+        ],
+    }
+    httpserver.expect_request("/fhir/ImagingStudy").respond_with_json(first)
+    httpserver.expect_request("/fhir/page2").respond_with_json(second)
+    studies, endpoints = store_for(httpserver).studies_and_endpoints_of("p1")
+    assert set(studies) == {"s1", "s2"} and endpoints == {"e": endpoint}
+    asked = httpserver.log[0][0].args
+    assert asked["subject"] == "Patient/p1" and asked["_include"] == "ImagingStudy:endpoint"
