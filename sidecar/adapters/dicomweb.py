@@ -311,7 +311,7 @@ def timed(pacs: str, level: str, call: Callable[[], T], *, auth: Any = None) -> 
 class _Streamed:
     """A PACS answer on its way to a client (implements :class:`sidecar.ports.Retrieval`)."""
 
-    CHUNK = 256 * 1024
+    CHUNK = 1024 * 1024
 
     def __init__(self, response: requests.Response) -> None:
         self._response = response
