@@ -179,7 +179,8 @@ def main() -> None:
     )
     print(
         f"{'gateway':>10} {size / gateway_s:8.1f} MB/s  {gateway_s:6.3f} s"
-        f"  (headers after {gateway_first:.3f} s; first request, decision not cached: {first:.3f} s)"
+        f"  (headers after {gateway_first:.3f} s; the first request, its decision not cached:"
+        f" {first:.3f} s)"
     )
     print(f"ratio gateway/direct throughput: {direct_s / gateway_s:.2f} (goal >= 0.9)")
 
